@@ -1,0 +1,115 @@
+"""The account agent: the only writer of an account.
+
+Trades and every command that changes an account arrive on one channel keyed by account_id.
+Each is applied through the pure core (`domain.account.handle`); the new value is stored and
+the facts are sent at once. Faust flushes the producer before it commits an offset, so a
+crash re-reads what may not have been published, and the outbox in the stored value lets a
+re-read event publish its facts again under the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from agents.dead_letters import send_dead_letter
+from app.codec import WireError, dumps, loads_object
+from app.faust_app import FundedFlow
+from app.topics import ACCOUNT_COMMANDS, PAYOUT_REQUESTS, TRADES
+from domain.account import AccountState, Outcome, handle
+from domain.events import InvalidEvent, parse_command, parse_trade
+from tables.accounts import OUTBOX_LIMIT, dump, load, remembered_facts
+
+log = logging.getLogger(__name__)
+
+
+def payout_requests(state: AccountState, facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An approved withdrawal asks the payout agent for its transfer."""
+    out = []
+    for fact in facts:
+        if fact["type"] != "withdrawal.approved":
+            continue
+        w = state.withdrawals.get(fact["withdrawal_id"])
+        if w is None:
+            continue
+        out.append(
+            {
+                "withdrawal_id": w.withdrawal_id,
+                "account_id": state.account_id,
+                "user_id": state.user_id,
+                "amount": fact["amount"],
+                "destination": w.destination,
+                "approved_event_id": fact["event_id"],
+            }
+        )
+    return out
+
+
+class AccountProcessor:
+    def __init__(self, ff: FundedFlow) -> None:
+        self.ff = ff
+        self.table = ff.extras["accounts"]
+        self.waiters: dict[str, asyncio.Future[Outcome]] = ff.extras.setdefault("waiters", {})
+        self.processed = 0
+        self.rule_evaluations = 0
+
+    async def publish(
+        self, account_id: str, facts: list[dict[str, Any]], state: AccountState | None
+    ) -> None:
+        key = account_id.encode()
+        for fact in facts:
+            await self.ff.topic(fact["type"]).send(key=key, value=dumps(fact), force=True)
+        if state is not None:
+            for req in payout_requests(state, facts):
+                await self.ff.topic(PAYOUT_REQUESTS).send(key=key, value=dumps(req), force=True)
+
+    async def process(self, event: faust.types.EventT[bytes]) -> None:
+        msg = event.message
+        base = TRADES if msg.topic == self.ff.names.name(TRADES) else ACCOUNT_COMMANDS
+        try:
+            obj = loads_object(msg.value)
+            item = parse_trade(obj) if base == TRADES else parse_command(obj)
+        except (WireError, InvalidEvent) as exc:
+            await send_dead_letter(self.ff, base, event, f"invalid_event: {exc}")
+            return
+        account_id = item.account_id
+        key = msg.key.decode(errors="replace") if msg.key is not None else None
+        if key != account_id:
+            # Another key means another partition, and so another writer for this account.
+            await send_dead_letter(
+                self.ff, base, event, f"key_mismatch: key {key!r} is not account_id {account_id!r}"
+            )
+            return
+        state, outbox = load(self.table.get(account_id))
+        source = f"{msg.topic}:{msg.partition}:{msg.offset}"
+        outcome = handle(state, item, dedupe_window=self.ff.settings.dedupe_window)
+        self.processed += 1
+        if base == TRADES:
+            self.rule_evaluations += 1
+        if outcome.dead_letter:
+            detail = f": {outcome.detail}" if outcome.detail else ""
+            await send_dead_letter(self.ff, base, event, outcome.dead_letter + detail)
+        elif outcome.duplicate:
+            again = remembered_facts(outbox, item.event_id, source)
+            await self.publish(account_id, again, state)
+        elif outcome.changed and outcome.state is not None:
+            if outcome.facts:
+                outbox.append([item.event_id, source, outcome.facts])
+            self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:])
+            await self.publish(account_id, outcome.facts, outcome.state)
+        waiter = self.waiters.pop(item.event_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)
+
+
+def register(ff: FundedFlow) -> None:
+    processor = AccountProcessor(ff)
+    ff.extras["account_processor"] = processor
+
+    @ff.app.agent(ff.topic("account-inputs"), name="accounts")
+    async def accounts(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await processor.process(event)

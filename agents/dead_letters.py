@@ -1,0 +1,32 @@
+"""Dead letters: the original bytes go to `<topic>.dlq` with the reason in headers."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from app.faust_app import FundedFlow
+from app.topics import dlq
+
+log = logging.getLogger(__name__)
+
+
+async def send_dead_letter(
+    ff: FundedFlow, base_topic: str, event: faust.types.EventT[bytes], reason: str
+) -> None:
+    msg = event.message
+    log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+    await ff.topic(dlq(base_topic)).send(
+        key=msg.key,
+        value=msg.value if msg.value is not None else b"",
+        headers=[
+            ("reason", reason.encode()),
+            ("source-topic", msg.topic.encode()),
+            ("source-partition", str(msg.partition).encode()),
+            ("source-offset", str(msg.offset).encode()),
+        ],
+        force=True,
+    )
+    ff.extras.setdefault("dead_letters", {}).setdefault(base_topic, 0)
+    ff.extras["dead_letters"][base_topic] += 1

@@ -1,0 +1,83 @@
+"""The `fundedflow` console script: worker, migrate, tiers seed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.settings import Settings, SettingsError
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.worker import run_worker
+
+    overrides: dict[str, object] = {}
+    if args.web_port is not None:
+        overrides["web_port"] = args.web_port
+    if args.data_dir is not None:
+        overrides["data_dir"] = Path(args.data_dir)
+    return run_worker(settings.with_overrides(**overrides), loglevel=args.loglevel)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.db import downgrade, migrate
+
+    if args.down:
+        downgrade(settings.database_url, args.revision or "base")
+        print(f"database downgraded to {args.revision or 'base'}")
+    else:
+        migrate(settings.database_url, args.revision or "head")
+        print(f"database migrated to {args.revision or 'head'}")
+    return 0
+
+
+def _tiers_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from app.tiers_seed import seed_tiers
+
+    count = asyncio.run(seed_tiers(settings, Path(args.file) if args.file else None))
+    print(f"published {count} tiers to {settings.topic_prefix}tiers")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fundedflow",
+        description="FundedFlow: real-time funded-account backend (Faust streams).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{worker,migrate,tiers}")
+
+    w = sub.add_parser("worker", help="run one stream worker with its HTTP server")
+    w.add_argument("--web-port", type=int, default=None, help="HTTP port (default WEB_PORT)")
+    w.add_argument("--data-dir", default=None, help="local table state (default DATA_DIR)")
+    w.add_argument("--loglevel", default="info", help="log level (default info)")
+    w.set_defaults(func=_worker)
+
+    m = sub.add_parser("migrate", help="apply the database migrations (Alembic)")
+    m.add_argument("revision", nargs="?", default=None, help="target revision (default head)")
+    m.add_argument("--down", action="store_true", help="downgrade instead (default to base)")
+    m.set_defaults(func=_migrate)
+
+    t = sub.add_parser("tiers", help="manage the tier catalog")
+    tsub = t.add_subparsers(dest="tiers_command", required=True, metavar="{seed}")
+    seed = tsub.add_parser("seed", help="publish the tier catalog (default: the bundled one)")
+    seed.add_argument("file", nargs="?", default=None, help="JSON file with a list of tiers")
+    seed.set_defaults(func=_tiers_seed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        result: int = args.func(args, settings)
+    except SettingsError as exc:
+        print(f"fundedflow: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

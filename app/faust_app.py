@@ -1,0 +1,87 @@
+"""The Faust application: topics, tables and agents wired for one deployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from app.kafka_admin import bootstrap_list
+from app.settings import Settings
+from app.topics import (
+    ACCOUNT_COMMANDS,
+    FACT_TOPICS,
+    INPUT_TOPICS,
+    PAYOUT_REQUESTS,
+    TIERS,
+    TRADES,
+    TopicNames,
+    dlq,
+)
+
+
+@dataclass
+class FundedFlow:
+    """Everything the agents and views share inside one worker."""
+
+    app: faust.App
+    settings: Settings
+    names: TopicNames
+    topics: dict[str, faust.types.TopicT] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, base: str) -> faust.types.TopicT:
+        return self.topics[base]
+
+
+def _broker_url(servers: str) -> str:
+    return ";".join(f"kafka://{s}" for s in bootstrap_list(servers))
+
+
+def create_faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        f"{settings.topic_prefix}fundedflow",
+        broker=_broker_url(settings.kafka_bootstrap_servers),
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        table_standby_replicas=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.web_port,
+        web_enabled=True,
+        consumer_auto_offset_reset="earliest",
+        # Facts are sent at once (force=True) and the producer is flushed before every commit,
+        # so a short commit interval only bounds how much is re-read after a crash.
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        producer_linger_ms=1,
+        # The reply topic of agent.ask() is never used; keep Faust from creating it per worker.
+        reply_create_topic=False,
+    )
+
+
+def build_app(settings: Settings) -> FundedFlow:
+    from agents import accounts, activation, payouts, tiers
+    from tables import accounts as account_tables
+
+    names = TopicNames(settings.topic_prefix)
+    app = create_faust_app(settings)
+    ff = FundedFlow(app=app, settings=settings, names=names)
+    for base in (*INPUT_TOPICS, *(dlq(t) for t in INPUT_TOPICS), *FACT_TOPICS, PAYOUT_REQUESTS):
+        ff.topics[base] = app.topic(
+            names.name(base),
+            partitions=settings.topic_partitions,
+            compacting=True if base == TIERS else None,
+        )
+    # One channel over both topics that change an account: one stream, one writer.
+    ff.topics["account-inputs"] = app.topic(
+        names.name(TRADES), names.name(ACCOUNT_COMMANDS), partitions=settings.topic_partitions
+    )
+    account_tables.register(ff)
+    tiers.register(ff)
+    activation.register(ff)
+    accounts.register(ff)
+    payouts.register(ff)
+    return ff

@@ -1,0 +1,86 @@
+"""Settings: one typed object, read once from the environment (CONTRACT.md section 1)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _opt(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    return raw or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = "localhost:9092"
+    database_url: str = "postgresql+asyncpg://postgres@localhost:5432/fundedflow"
+    redis_url: str = "redis://localhost:6379/0"
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str | None = None
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    web_port: int = 6066
+    topic_partitions: int = 8
+    rate_limit_per_minute: int = 60
+    data_dir: Path = Path("./var")
+    # Not in the contract's table: how many applied event ids an account remembers.
+    dedupe_window: int = 10_000
+    # Prefix for every topic name; empty in production, unique per test run.
+    topic_prefix: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        d = cls()
+        return cls(
+            kafka_bootstrap_servers=_opt(e, "KAFKA_BOOTSTRAP_SERVERS") or d.kafka_bootstrap_servers,
+            database_url=_opt(e, "DATABASE_URL") or d.database_url,
+            redis_url=_opt(e, "REDIS_URL") or d.redis_url,
+            stripe_api_key=_opt(e, "STRIPE_API_KEY"),
+            stripe_api_base=_opt(e, "STRIPE_API_BASE"),
+            stripe_webhook_secret=_opt(e, "STRIPE_WEBHOOK_SECRET"),
+            jwt_secret=_opt(e, "JWT_SECRET"),
+            jwt_public_key=_opt(e, "JWT_PUBLIC_KEY"),
+            web_port=_int(e, "WEB_PORT", d.web_port),
+            topic_partitions=_int(e, "TOPIC_PARTITIONS", d.topic_partitions),
+            rate_limit_per_minute=_int(e, "RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
+            data_dir=Path(_opt(e, "DATA_DIR") or str(d.data_dir)),
+            dedupe_window=_int(e, "FUNDEDFLOW_DEDUPE_WINDOW", d.dedupe_window),
+            topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require_worker_settings(self) -> None:
+        """What a stream worker cannot start without (CONTRACT.md section 1)."""
+        if not self.jwt_secret and not self.jwt_public_key:
+            raise SettingsError(
+                "JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256) must be set: "
+                "the worker refuses to start without a key for bearer tokens"
+            )
+
+    @property
+    def payouts_enabled(self) -> bool:
+        return self.stripe_api_key is not None

@@ -1,0 +1,61 @@
+"""Topic names (CONTRACT.md sections 3 and 6) and the internal ones FundedFlow owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TIERS = "tiers"
+ASSESSMENT_COMPLETED = "assessment.completed"
+TRADES = "trades"
+# Internal: every command that changes an account, keyed by account_id and co-partitioned with
+# `trades`, so one agent is the only writer of an account.
+ACCOUNT_COMMANDS = "fundedflow.account-commands"
+# Internal: approved withdrawals waiting for their Stripe transfer, keyed by account_id.
+PAYOUT_REQUESTS = "fundedflow.payout-requests"
+
+FACT_TOPICS: tuple[str, ...] = (
+    "funded-account.created",
+    "funded-account.activated",
+    "funded-account.closed",
+    "rules.violation-detected",
+    "rules.status-changed",
+    "withdrawal.requested",
+    "withdrawal.approved",
+    "withdrawal.completed",
+    "withdrawal.rejected",
+    "withdrawal.failed",
+)
+
+INPUT_TOPICS: tuple[str, ...] = (TIERS, ASSESSMENT_COMPLETED, TRADES, ACCOUNT_COMMANDS)
+
+# Topics that feed the accounts table: their partition count must equal the table's.
+TABLE_SOURCE_TOPICS: tuple[str, ...] = (TRADES, ACCOUNT_COMMANDS, PAYOUT_REQUESTS)
+
+
+ACCOUNTS_TABLE = "accounts"
+
+
+def dlq(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Every topic name with the deployment's prefix applied (empty outside tests)."""
+
+    prefix: str = ""
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}fundedflow"
+
+    def changelog(self, table: str) -> str:
+        """Faust's name for a table's changelog topic."""
+        return f"{self.app_id}-{table}-changelog"
+
+    def all_created(self) -> list[str]:
+        bases = [*INPUT_TOPICS, *FACT_TOPICS, *(dlq(t) for t in INPUT_TOPICS), PAYOUT_REQUESTS]
+        return [self.name(b) for b in bases] + [self.changelog(ACCOUNTS_TABLE)]

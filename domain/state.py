@@ -1,0 +1,317 @@
+"""The state of one funded account, its derived figures and its stored / wire forms.
+
+Only what cannot be derived is stored (realized P&L, positions, peak, withdrawals); the
+current balance, reserved and withdrawable amounts are computed, so they always equal the sum
+of their parts (CONTRACT sections 4 and 5).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.money import format_cents, format_decimal, split_round_down
+from domain.rules import (
+    DRAWDOWN,
+    RISK_PER_TRADE,
+    RULES,
+    SAFE,
+    STATUSES,
+    RuleReading,
+    band,
+    drawdown,
+    risk_per_trade,
+)
+from domain.tiers import Tier, parse_tier
+from domain.timestamps import format_ts, parse_ts
+from domain.withdrawals import IN_FLIGHT, PENDING, Withdrawal
+
+__all__ = ["ACTIVE", "CLOSED", "STATE_FORMAT", "AccountState", "CorruptState", "Position"]
+
+ACTIVE = "active"
+CLOSED = "closed"
+# Bumped when the stored form changes incompatibly; `from_dict` refuses other formats.
+STATE_FORMAT = 1
+
+
+class CorruptState(ValueError):
+    """A stored account that cannot be read back."""
+
+
+@dataclass(frozen=True)
+class Position:
+    position_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    notional_cents: int
+    unrealized_pnl_cents: int
+    opened_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "position_id": self.position_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": format_decimal(self.quantity),
+            "price": format_decimal(self.price),
+            "notional": format_cents(self.notional_cents),
+            "unrealized_pnl": format_cents(self.unrealized_pnl_cents),
+            "opened_at": format_ts(self.opened_at),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position_id": self.position_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": format_decimal(self.quantity),
+            "price": format_decimal(self.price),
+            "notional_cents": self.notional_cents,
+            "unrealized_pnl_cents": self.unrealized_pnl_cents,
+            "opened_at": format_ts(self.opened_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Position:
+        return cls(
+            position_id=str(data["position_id"]),
+            symbol=str(data["symbol"]),
+            side=str(data["side"]),
+            quantity=Decimal(data["quantity"]),
+            price=Decimal(data["price"]),
+            notional_cents=_integer(data["notional_cents"]),
+            unrealized_pnl_cents=_integer(data["unrealized_pnl_cents"]),
+            opened_at=parse_ts(data["opened_at"]),
+        )
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CorruptState(f"expected an integer, got {value!r}")
+    return value
+
+
+def _optional_ts(moment: datetime | None) -> str | None:
+    return None if moment is None else format_ts(moment)
+
+
+@dataclass
+class AccountState:
+    """One funded account. Mutated only by `domain.account.handle`."""
+
+    account_id: str
+    user_id: str
+    assessment_id: str
+    # A copy of the tier's terms at activation: later tier edits do not reach live accounts.
+    tier: Tier
+    status: str
+    activated_at: datetime
+    starting_balance_cents: int
+    peak_balance_cents: int
+    updated_at: datetime
+    closed_at: datetime | None = None
+    closure_reason: str | None = None
+    realized_pnl_cents: int = 0
+    positions: dict[str, Position] = field(default_factory=dict)
+    closed_positions_count: int = 0
+    # Sum of COMPLETED withdrawals: what the trader was actually paid.
+    total_withdrawals_cents: int = 0
+    withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
+    rule_status: dict[str, str] = field(default_factory=lambda: dict.fromkeys(RULES, SAFE))
+    # Ids of the last inputs applied, oldest first, and the same ids as a set for lookups.
+    applied_event_ids: deque[str] = field(default_factory=deque)
+    applied_event_set: set[str] = field(default_factory=set, repr=False, compare=False)
+    # +1 on every applied change: the database sink keeps the row with the highest version.
+    version: int = 0
+
+    # --- derived figures -----------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == ACTIVE
+
+    @property
+    def unrealized_pnl_cents(self) -> int:
+        return sum(p.unrealized_pnl_cents for p in self.positions.values())
+
+    @property
+    def current_balance_cents(self) -> int:
+        return self.starting_balance_cents + self.realized_pnl_cents + self.unrealized_pnl_cents
+
+    @property
+    def profit_cents(self) -> int:
+        return self.current_balance_cents - self.starting_balance_cents
+
+    @property
+    def trader_share_cents(self) -> int:
+        """The trader's share of the profit, rounded down to the cent (negative on a loss)."""
+        return split_round_down(self.tier.profit_split, self.profit_cents)
+
+    @property
+    def reserved_cents(self) -> int:
+        """Pending and approved withdrawals: promised but not yet paid."""
+        return sum(w.amount_cents for w in self.withdrawals.values() if w.status in IN_FLIGHT)
+
+    @property
+    def withdrawable_cents(self) -> int:
+        """CONTRACT section 5 (with the fix): share - paid - reserved, never below zero."""
+        available = self.trader_share_cents - self.total_withdrawals_cents - self.reserved_cents
+        return max(0, available)
+
+    @property
+    def pending_count(self) -> int:
+        return sum(1 for w in self.withdrawals.values() if w.status == PENDING)
+
+    @property
+    def max_notional_cents(self) -> int | None:
+        if not self.positions:
+            return None
+        return max(p.notional_cents for p in self.positions.values())
+
+    def rules(self) -> dict[str, RuleReading]:
+        """Live readings of both rules from the current figures."""
+        current = self.current_balance_cents
+        values = {
+            DRAWDOWN: (drawdown(self.peak_balance_cents, current), self.tier.max_drawdown),
+            RISK_PER_TRADE: (
+                risk_per_trade(self.max_notional_cents, current),
+                self.tier.max_risk_per_trade,
+            ),
+        }
+        return {
+            rule: RuleReading(rule, value, threshold, band(value, threshold))
+            for rule, (value, threshold) in values.items()
+        }
+
+    # --- dedupe window -------------------------------------------------------------------
+
+    def has_applied(self, event_id: str) -> bool:
+        return event_id in self.applied_event_set
+
+    def remember(self, event_id: str, window: int) -> None:
+        self.applied_event_ids.append(event_id)
+        self.applied_event_set.add(event_id)
+        while len(self.applied_event_ids) > window:
+            self.applied_event_set.discard(self.applied_event_ids.popleft())
+
+    # --- wire forms (CONTRACT section 7) ---------------------------------------------------
+
+    def to_wire_summary(self) -> dict[str, Any]:
+        """One entry of `GET /funded-accounts`."""
+        return {
+            "id": self.account_id,
+            "status": self.status,
+            "tier_id": self.tier.tier_id,
+            "activated_at": format_ts(self.activated_at),
+            "closed_at": _optional_ts(self.closed_at),
+            "closure_reason": self.closure_reason,
+            "starting_balance": format_cents(self.starting_balance_cents),
+            "current_balance": format_cents(self.current_balance_cents),
+            "peak_balance": format_cents(self.peak_balance_cents),
+            "realized_pnl": format_cents(self.realized_pnl_cents),
+            "unrealized_pnl": format_cents(self.unrealized_pnl_cents),
+            "total_withdrawals": format_cents(self.total_withdrawals_cents),
+            "withdrawable_amount": format_cents(self.withdrawable_cents),
+            "withdrawals": {
+                "pending": self.pending_count,
+                "completed_total": format_cents(self.total_withdrawals_cents),
+            },
+        }
+
+    def to_wire_detail(self) -> dict[str, Any]:
+        """`GET /funded-accounts/{id}`: the summary plus terms, positions and rules."""
+        return {
+            **self.to_wire_summary(),
+            "user_id": self.user_id,
+            "tier": self.tier.to_wire(),
+            "positions": [p.to_wire() for p in self.positions.values()],
+            "rules": {rule: reading.to_wire() for rule, reading in self.rules().items()},
+            "updated_at": format_ts(self.updated_at),
+        }
+
+    def withdrawals_wire(self) -> list[dict[str, Any]]:
+        """Every withdrawal object, newest `requested_at` first."""
+        ordered = sorted(
+            self.withdrawals.values(),
+            key=lambda w: (w.requested_at, w.withdrawal_id),
+            reverse=True,
+        )
+        return [w.to_wire(self.account_id) for w in ordered]
+
+    # --- stored form -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe and lossless: `from_dict(s.to_dict()) == s`. Money as integer cents."""
+        return {
+            "format": STATE_FORMAT,
+            "account_id": self.account_id,
+            "user_id": self.user_id,
+            "assessment_id": self.assessment_id,
+            "tier": self.tier.to_wire(),
+            "status": self.status,
+            "activated_at": format_ts(self.activated_at),
+            "closed_at": _optional_ts(self.closed_at),
+            "closure_reason": self.closure_reason,
+            "starting_balance_cents": self.starting_balance_cents,
+            "realized_pnl_cents": self.realized_pnl_cents,
+            "peak_balance_cents": self.peak_balance_cents,
+            "positions": [p.to_dict() for p in self.positions.values()],
+            "closed_positions_count": self.closed_positions_count,
+            "total_withdrawals_cents": self.total_withdrawals_cents,
+            "withdrawals": [w.to_dict() for w in self.withdrawals.values()],
+            "rule_status": dict(self.rule_status),
+            "applied_event_ids": list(self.applied_event_ids),
+            "version": self.version,
+            "updated_at": format_ts(self.updated_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AccountState:
+        try:
+            return cls._from_dict(data)
+        except CorruptState:
+            raise
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise CorruptState(f"stored account cannot be read: {exc!r}") from exc
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> AccountState:
+        if data.get("format") != STATE_FORMAT:
+            raise CorruptState(f"unknown stored account format {data.get('format')!r}")
+        status = data["status"]
+        if status not in (ACTIVE, CLOSED):
+            raise CorruptState(f"unknown account status {status!r}")
+        rule_status = {rule: str(data["rule_status"][rule]) for rule in RULES}
+        if any(s not in STATUSES for s in rule_status.values()):
+            raise CorruptState(f"unknown rule status in {rule_status!r}")
+        positions = [Position.from_dict(p) for p in data["positions"]]
+        withdrawals = [Withdrawal.from_dict(w) for w in data["withdrawals"]]
+        applied = deque(str(e) for e in data["applied_event_ids"])
+        closed_at = data.get("closed_at")
+        return cls(
+            account_id=str(data["account_id"]),
+            user_id=str(data["user_id"]),
+            assessment_id=str(data["assessment_id"]),
+            tier=parse_tier(data["tier"]),
+            status=status,
+            activated_at=parse_ts(data["activated_at"]),
+            closed_at=None if closed_at is None else parse_ts(closed_at),
+            closure_reason=data.get("closure_reason"),
+            starting_balance_cents=_integer(data["starting_balance_cents"]),
+            realized_pnl_cents=_integer(data["realized_pnl_cents"]),
+            peak_balance_cents=_integer(data["peak_balance_cents"]),
+            positions={p.position_id: p for p in positions},
+            closed_positions_count=_integer(data["closed_positions_count"]),
+            total_withdrawals_cents=_integer(data["total_withdrawals_cents"]),
+            withdrawals={w.withdrawal_id: w for w in withdrawals},
+            rule_status=rule_status,
+            applied_event_ids=applied,
+            applied_event_set=set(applied),
+            version=_integer(data["version"]),
+            updated_at=parse_ts(data["updated_at"]),
+        )

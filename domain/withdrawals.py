@@ -1,0 +1,179 @@
+"""A withdrawal and its state machine (CONTRACT section 5).
+
+    pending ──approve──► approved ──payout ok──► completed ──transfer reversed──► failed
+       │                    └──────payout refused─────────────────────────────► failed
+       └──reject / re-check fails / account closed──► rejected
+
+Nothing else is legal: `transition` refuses any other move with `IllegalTransition`, so a
+rejected withdrawal can never be paid and a paid one never paid twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.money import format_cents
+from domain.timestamps import format_ts, parse_ts
+
+__all__ = [
+    "APPROVED",
+    "AUTO_APPROVED_BY",
+    "COMPLETED",
+    "FAILED",
+    "IN_FLIGHT",
+    "PENDING",
+    "REJECTED",
+    "STATUSES",
+    "SYSTEM_ACTOR",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "Withdrawal",
+    "transition",
+]
+
+PENDING = "pending"
+APPROVED = "approved"
+COMPLETED = "completed"
+REJECTED = "rejected"
+FAILED = "failed"
+STATUSES: tuple[str, ...] = (PENDING, APPROVED, COMPLETED, REJECTED, FAILED)
+# Reserved against the trader's share until they complete, fail or are rejected.
+IN_FLIGHT: frozenset[str] = frozenset({PENDING, APPROVED})
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({APPROVED, REJECTED}),
+    APPROVED: frozenset({COMPLETED, FAILED}),
+    COMPLETED: frozenset({FAILED}),  # a reversed transfer
+    REJECTED: frozenset(),
+    FAILED: frozenset(),
+}
+
+AUTO_APPROVED_BY = "auto"
+SYSTEM_ACTOR = "system"
+
+# Estimates shown to the trader (`estimated_completion_at`): a Stripe Connect transfer lands
+# within a day of approval; a withdrawal waiting for review should be paid within three days
+# of the request.
+PAYOUT_ESTIMATE = timedelta(days=1)
+REVIEW_ESTIMATE = timedelta(days=3)
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, withdrawal_id: str, current: str, target: str) -> None:
+        self.reason = f"withdrawal {withdrawal_id} cannot go from {current} to {target}"
+        super().__init__(self.reason)
+
+
+def _ts(moment: datetime | None) -> str | None:
+    return None if moment is None else format_ts(moment)
+
+
+def _parse_optional_ts(value: Any) -> datetime | None:
+    return None if value is None else parse_ts(value)
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    withdrawal_id: str
+    user_id: str
+    amount_cents: int
+    status: str
+    requires_review: bool
+    payment_method: str
+    destination: str
+    requested_at: datetime
+    approved_at: datetime | None = None
+    approved_by: str | None = None
+    completed_at: datetime | None = None
+    # Set when rejected, and when failed (payout refused or transfer reversed): the contract's
+    # withdrawal object has no separate failure time.
+    rejected_at: datetime | None = None
+    rejection_reason: str | None = None
+    stripe_payout_id: str | None = None
+
+    @property
+    def estimated_completion_at(self) -> datetime | None:
+        """When the money should arrive: the completion itself once completed; a day after
+        approval while the transfer is in flight; three days after the request while pending;
+        nothing for a withdrawal that will not complete."""
+        if self.status == COMPLETED:
+            return self.completed_at
+        if self.status == APPROVED:
+            return (self.approved_at or self.requested_at) + PAYOUT_ESTIMATE
+        if self.status == PENDING:
+            return self.requested_at + REVIEW_ESTIMATE
+        return None
+
+    def to_wire(self, account_id: str) -> dict[str, Any]:
+        """The withdrawal object of CONTRACT section 7."""
+        return {
+            "id": self.withdrawal_id,
+            "account_id": account_id,
+            "amount": format_cents(self.amount_cents),
+            "status": self.status,
+            "requires_review": self.requires_review,
+            "requested_at": format_ts(self.requested_at),
+            "approved_at": _ts(self.approved_at),
+            "approved_by": self.approved_by,
+            "completed_at": _ts(self.completed_at),
+            "rejected_at": _ts(self.rejected_at),
+            "rejection_reason": self.rejection_reason,
+            "stripe_payout_id": self.stripe_payout_id,
+            "estimated_completion_at": _ts(self.estimated_completion_at),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Lossless JSON-safe form for stored state (cents as integers)."""
+        return {
+            "withdrawal_id": self.withdrawal_id,
+            "user_id": self.user_id,
+            "amount_cents": self.amount_cents,
+            "status": self.status,
+            "requires_review": self.requires_review,
+            "payment_method": self.payment_method,
+            "destination": self.destination,
+            "requested_at": format_ts(self.requested_at),
+            "approved_at": _ts(self.approved_at),
+            "approved_by": self.approved_by,
+            "completed_at": _ts(self.completed_at),
+            "rejected_at": _ts(self.rejected_at),
+            "rejection_reason": self.rejection_reason,
+            "stripe_payout_id": self.stripe_payout_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Withdrawal:
+        status = data["status"]
+        if status not in STATUSES:
+            raise ValueError(f"unknown withdrawal status {status!r}")
+        return cls(
+            withdrawal_id=str(data["withdrawal_id"]),
+            user_id=str(data["user_id"]),
+            amount_cents=_int(data["amount_cents"]),
+            status=status,
+            requires_review=bool(data["requires_review"]),
+            payment_method=str(data["payment_method"]),
+            destination=str(data["destination"]),
+            requested_at=parse_ts(data["requested_at"]),
+            approved_at=_parse_optional_ts(data.get("approved_at")),
+            approved_by=data.get("approved_by"),
+            completed_at=_parse_optional_ts(data.get("completed_at")),
+            rejected_at=_parse_optional_ts(data.get("rejected_at")),
+            rejection_reason=data.get("rejection_reason"),
+            stripe_payout_id=data.get("stripe_payout_id"),
+        )
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected integer cents, got {value!r}")
+    return value
+
+
+def transition(withdrawal: Withdrawal, target: str, **changes: Any) -> Withdrawal:
+    """`withdrawal` moved to `target` with `changes`; any move the machine lacks is refused."""
+    if target not in TRANSITIONS[withdrawal.status]:
+        raise IllegalTransition(withdrawal.withdrawal_id, withdrawal.status, target)
+    return replace(withdrawal, status=target, **changes)
