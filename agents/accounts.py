@@ -18,9 +18,10 @@ import faust
 from agents.dead_letters import send_dead_letter
 from app.codec import WireError, dumps, loads_object
 from app.faust_app import FundedFlow
-from app.topics import ACCOUNT_COMMANDS, PAYOUT_REQUESTS, TRADES
+from app.topics import ACCOUNT_COMMANDS, ACCOUNT_SNAPSHOTS, PAYOUT_REQUESTS, TRADES
 from domain.account import AccountState, Outcome, handle
 from domain.events import InvalidEvent, parse_command, parse_trade
+from domain.snapshots import snapshot, withdrawal_ids_in
 from tables.accounts import OUTBOX_LIMIT, dump, load, remembered_facts
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,22 @@ class AccountProcessor:
         self.rule_evaluations = 0
 
     async def publish(
-        self, account_id: str, facts: list[dict[str, Any]], state: AccountState | None
+        self,
+        account_id: str,
+        facts: list[dict[str, Any]],
+        state: AccountState | None,
+        changed: bool,
     ) -> None:
         key = account_id.encode()
         for fact in facts:
             await self.ff.topic(fact["type"]).send(key=key, value=dumps(fact), force=True)
-        if state is not None:
-            for req in payout_requests(state, facts):
-                await self.ff.topic(PAYOUT_REQUESTS).send(key=key, value=dumps(req), force=True)
+        if state is None:
+            return
+        for req in payout_requests(state, facts):
+            await self.ff.topic(PAYOUT_REQUESTS).send(key=key, value=dumps(req), force=True)
+        if changed or facts:
+            snap = snapshot(state, withdrawal_ids_in(facts))
+            await self.ff.topic(ACCOUNT_SNAPSHOTS).send(key=key, value=dumps(snap), force=True)
 
     async def process(self, event: faust.types.EventT[bytes]) -> None:
         msg = event.message
@@ -94,12 +103,12 @@ class AccountProcessor:
             await send_dead_letter(self.ff, base, event, outcome.dead_letter + detail)
         elif outcome.duplicate:
             again = remembered_facts(outbox, item.event_id, source)
-            await self.publish(account_id, again, state)
+            await self.publish(account_id, again, state, changed=False)
         elif outcome.changed and outcome.state is not None:
             if outcome.facts:
                 outbox.append([item.event_id, source, outcome.facts])
             self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:])
-            await self.publish(account_id, outcome.facts, outcome.state)
+            await self.publish(account_id, outcome.facts, outcome.state, changed=True)
         waiter = self.waiters.pop(item.event_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)

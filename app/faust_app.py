@@ -11,6 +11,7 @@ from app.kafka_admin import bootstrap_list
 from app.settings import Settings
 from app.topics import (
     ACCOUNT_COMMANDS,
+    ACCOUNT_SNAPSHOTS,
     FACT_TOPICS,
     INPUT_TOPICS,
     PAYOUT_REQUESTS,
@@ -69,7 +70,13 @@ def build_app(settings: Settings) -> FundedFlow:
     names = TopicNames(settings.topic_prefix)
     app = create_faust_app(settings)
     ff = FundedFlow(app=app, settings=settings, names=names)
-    for base in (*INPUT_TOPICS, *(dlq(t) for t in INPUT_TOPICS), *FACT_TOPICS, PAYOUT_REQUESTS):
+    for base in (
+        *INPUT_TOPICS,
+        *(dlq(t) for t in INPUT_TOPICS),
+        *FACT_TOPICS,
+        PAYOUT_REQUESTS,
+        ACCOUNT_SNAPSHOTS,
+    ):
         ff.topics[base] = app.topic(
             names.name(base),
             partitions=settings.topic_partitions,

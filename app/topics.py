@@ -12,6 +12,8 @@ TRADES = "trades"
 ACCOUNT_COMMANDS = "fundedflow.account-commands"
 # Internal: approved withdrawals waiting for their Stripe transfer, keyed by account_id.
 PAYOUT_REQUESTS = "fundedflow.payout-requests"
+# Internal: the rows of an account after each applied change, for the PostgreSQL sink.
+ACCOUNT_SNAPSHOTS = "fundedflow.account-snapshots"
 
 FACT_TOPICS: tuple[str, ...] = (
     "funded-account.created",
@@ -57,5 +59,11 @@ class TopicNames:
         return f"{self.app_id}-{table}-changelog"
 
     def all_created(self) -> list[str]:
-        bases = [*INPUT_TOPICS, *FACT_TOPICS, *(dlq(t) for t in INPUT_TOPICS), PAYOUT_REQUESTS]
+        bases = [
+            *INPUT_TOPICS,
+            *FACT_TOPICS,
+            *(dlq(t) for t in INPUT_TOPICS),
+            PAYOUT_REQUESTS,
+            ACCOUNT_SNAPSHOTS,
+        ]
         return [self.name(b) for b in bases] + [self.changelog(ACCOUNTS_TABLE)]

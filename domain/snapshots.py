@@ -1,0 +1,79 @@
+"""The database's view of an account: rows for the system of record, with the state version.
+
+The account agent sends one snapshot per applied change; the sink turns it into upserts that
+only take a newer version, so a replay never moves a row backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from domain.money import format_cents
+from domain.state import AccountState
+from domain.timestamps import format_ts
+
+
+def _ts(value: Any) -> str | None:
+    return None if value is None else format_ts(value)
+
+
+def withdrawal_ids_in(facts: Iterable[dict[str, Any]]) -> list[str]:
+    """The withdrawals the facts speak of, in order, each once."""
+    seen: dict[str, None] = {}
+    for fact in facts:
+        wid = fact.get("withdrawal_id")
+        if isinstance(wid, str):
+            seen.setdefault(wid)
+    return list(seen)
+
+
+def snapshot(state: AccountState, withdrawal_ids: Iterable[str] = ()) -> dict[str, Any]:
+    """Rows for `funded_accounts`, `funded_virtual_accounts` and the named `withdrawals`."""
+    withdrawals = []
+    for wid in withdrawal_ids:
+        w = state.withdrawals.get(wid)
+        if w is None:
+            continue
+        withdrawals.append(
+            {
+                "id": w.withdrawal_id,
+                "funded_account_id": state.account_id,
+                "user_id": w.user_id,
+                "amount": format_cents(w.amount_cents),
+                "status": w.status,
+                "requested_at": format_ts(w.requested_at),
+                "approved_at": _ts(w.approved_at),
+                "completed_at": _ts(w.completed_at),
+                "rejected_at": _ts(w.rejected_at),
+                "rejection_reason": w.rejection_reason,
+                "stripe_payout_id": w.stripe_payout_id,
+                "approved_by": w.approved_by,
+            }
+        )
+    return {
+        "account_id": state.account_id,
+        "version": state.version,
+        "account": {
+            "id": state.account_id,
+            "user_id": state.user_id,
+            "assessment_id": state.assessment_id,
+            "tier_id": state.tier.tier_id,
+            "status": state.status,
+            "activated_at": format_ts(state.activated_at),
+            "closed_at": _ts(state.closed_at),
+            "closure_reason": state.closure_reason,
+        },
+        "balances": {
+            "id": f"fva_{state.account_id}",
+            "funded_account_id": state.account_id,
+            "starting_balance": format_cents(state.starting_balance_cents),
+            "current_balance": format_cents(state.current_balance_cents),
+            "peak_balance": format_cents(state.peak_balance_cents),
+            "realized_pnl": format_cents(state.realized_pnl_cents),
+            "unrealized_pnl": format_cents(state.unrealized_pnl_cents),
+            "total_withdrawals": format_cents(state.total_withdrawals_cents),
+            "updated_at": format_ts(state.updated_at),
+        },
+        "withdrawals": withdrawals,
+    }
