@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import faust
@@ -25,6 +26,8 @@ from domain.snapshots import snapshot, withdrawal_ids_in
 from tables.accounts import OUTBOX_LIMIT, dump, load, remembered_facts
 
 log = logging.getLogger(__name__)
+
+SETTLING_FACTS = frozenset({"withdrawal.completed", "withdrawal.failed", "withdrawal.rejected"})
 
 
 def payout_requests(state: AccountState, facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,7 +56,15 @@ class AccountProcessor:
     def __init__(self, ff: FundedFlow) -> None:
         self.ff = ff
         self.table = ff.extras["accounts"]
-        self.waiters: dict[str, asyncio.Future[Outcome]] = ff.extras.setdefault("waiters", {})
+        # Futures of HTTP requests served by this worker: by command event_id, and by
+        # withdrawal id for answers that wait until a withdrawal is settled.
+        self.waiters: dict[str, list[asyncio.Future[Outcome]]] = ff.extras.setdefault(
+            "waiters", {}
+        )
+        self.watchers: dict[str, list[asyncio.Future[dict[str, Any]]]] = ff.extras.setdefault(
+            "withdrawal_watchers", {}
+        )
+        self.facts_published: Counter[str] = Counter()
         self.processed = 0
         self.rule_evaluations = 0
 
@@ -67,6 +78,7 @@ class AccountProcessor:
         key = account_id.encode()
         for fact in facts:
             await self.ff.topic(fact["type"]).send(key=key, value=dumps(fact), force=True)
+            self.facts_published[fact["type"]] += 1
         if state is None:
             return
         for req in payout_requests(state, facts):
@@ -109,9 +121,22 @@ class AccountProcessor:
                 outbox.append([item.event_id, source, outcome.facts])
             self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:])
             await self.publish(account_id, outcome.facts, outcome.state, changed=True)
-        waiter = self.waiters.pop(item.event_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(outcome)
+        for waiter in self.waiters.pop(item.event_id, []):
+            if not waiter.done():
+                waiter.set_result(outcome)
+        if outcome.changed and outcome.state is not None:
+            self.settle_watchers(outcome.state, outcome.facts)
+
+    def settle_watchers(self, state: AccountState, facts: list[dict[str, Any]]) -> None:
+        for fact in facts:
+            if fact["type"] not in SETTLING_FACTS:
+                continue
+            w = state.withdrawals.get(fact["withdrawal_id"])
+            if w is None:
+                continue
+            for fut in self.watchers.pop(w.withdrawal_id, []):
+                if not fut.done():
+                    fut.set_result(w.to_wire(state.account_id))
 
 
 def register(ff: FundedFlow) -> None:

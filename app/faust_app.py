@@ -51,6 +51,7 @@ def create_faust_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.web_port,
+        web_host=settings.web_host or None,
         web_enabled=True,
         consumer_auto_offset_reset="earliest",
         # Facts are sent at once (force=True) and the producer is flushed before every commit,
@@ -64,6 +65,7 @@ def create_faust_app(settings: Settings) -> faust.App:
 
 
 def build_app(settings: Settings) -> FundedFlow:
+    import views
     from agents import accounts, activation, payouts, tiers
     from tables import accounts as account_tables
 
@@ -91,4 +93,5 @@ def build_app(settings: Settings) -> FundedFlow:
     activation.register(ff)
     accounts.register(ff)
     payouts.register(ff)
+    views.register(ff)
     return ff

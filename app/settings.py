@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +49,10 @@ class Settings:
     dedupe_window: int = 10_000
     # Prefix for every topic name; empty in production, unique per test run.
     topic_prefix: str = ""
+    # PostgreSQL schema (search_path) for every connection; None uses the server default.
+    db_schema: str | None = None
+    # Host name other workers use to reach this one's HTTP server.
+    web_host: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +73,8 @@ class Settings:
             data_dir=Path(_opt(e, "DATA_DIR") or str(d.data_dir)),
             dedupe_window=_int(e, "FUNDEDFLOW_DEDUPE_WINDOW", d.dedupe_window),
             topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
+            db_schema=_opt(e, "FUNDEDFLOW_DB_SCHEMA"),
+            web_host=_opt(e, "WEB_HOST") or socket.gethostname(),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -1,0 +1,67 @@
+"""First answers of POST requests with an Idempotency-Key, kept in Redis for 24 hours.
+
+The key also fixes the withdrawal id (domain/ids.py), so even without Redis a repeat creates
+nothing new: the account agent sees the same withdrawal again and answers with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.codec import dumps
+
+log = logging.getLogger(__name__)
+
+TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    fingerprint: str
+    status: int
+    body: dict[str, Any]
+
+
+def fingerprint(route: str, body: dict[str, Any]) -> str:
+    canonical = dumps({"route": route, "body": body})
+    return hashlib.sha256(canonical).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, redis: aioredis.Redis, prefix: str = "") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.failures = 0
+
+    def _key(self, user_id: str, key: str) -> str:
+        return f"{self._prefix}idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    async def get(self, user_id: str, key: str) -> StoredAnswer | None:
+        try:
+            raw = await self._redis.get(self._key(user_id, key))
+        except (RedisError, OSError) as exc:
+            self.failures += 1
+            log.warning("idempotency store unavailable: %s", exc)
+            return None
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return StoredAnswer(data["fingerprint"], int(data["status"]), data["body"])
+
+    async def put(self, user_id: str, key: str, answer: StoredAnswer) -> None:
+        value = dumps(
+            {"fingerprint": answer.fingerprint, "status": answer.status, "body": answer.body}
+        )
+        try:
+            # NX: the first answer stays the answer.
+            await self._redis.set(self._key(user_id, key), value, ex=TTL_SECONDS, nx=True)
+        except (RedisError, OSError) as exc:
+            self.failures += 1
+            log.warning("idempotency store unavailable: %s", exc)

@@ -1,0 +1,210 @@
+"""Trader routes: the caller's accounts, one account, its withdrawals, and a withdrawal request.
+
+Lists come from PostgreSQL (which accounts a user has) joined with the owners' tables (their
+figures), so balances are always current while a brand-new account appears in the list once the
+sink has written it (within the sink's lag, normally well under 2 s). One account and its
+withdrawals are read from the owner's table: read-your-writes from any worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+from faust.web import View
+
+from app.idempotency import StoredAnswer, fingerprint
+from domain.account import Reply
+from domain.events import RequestWithdrawal
+from domain.ids import withdrawal_id_for
+from domain.money import InvalidAmount, parse_money
+from views.commands import settled, submit, watch_withdrawal
+from views.context import WebContext
+from views.http import (
+    ApiError,
+    api,
+    json_response,
+    page,
+    read_json_object,
+    unavailable,
+)
+from views.routing import at_owner, forward, is_local, owner_url
+
+SUMMARY_FIELDS = (
+    "id",
+    "status",
+    "tier_id",
+    "activated_at",
+    "closed_at",
+    "closure_reason",
+    "starting_balance",
+    "current_balance",
+    "peak_balance",
+    "realized_pnl",
+    "unrealized_pnl",
+    "total_withdrawals",
+    "withdrawable_amount",
+    "withdrawals",
+)
+
+REFUSAL_STATUS = {"not_pending": 409, "unknown_withdrawal": 404, "unknown_account": 404}
+
+
+def reply_answer(reply: Reply | None) -> tuple[int, dict[str, Any]]:
+    if reply is None:
+        raise unavailable("the account gave no answer; try again")
+    if reply.accepted:
+        return 201, reply.to_wire()
+    return REFUSAL_STATUS.get(reply.code or "", 422), reply.to_wire()
+
+
+def _string_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_request", f"'{name}' must be a string")
+    return value
+
+
+def _amount(body: dict[str, Any]) -> int:
+    if "amount" not in body:
+        raise ApiError(422, "invalid_amount", "'amount' is required")
+    value = body["amount"]
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise ApiError(400, "invalid_request", "'amount' must be a decimal string or a number")
+    try:
+        cents = parse_money(value)
+    except InvalidAmount as exc:
+        raise ApiError(422, "invalid_amount", f"invalid amount: {exc.reason}") from None
+    if cents <= 0:
+        raise ApiError(422, "invalid_amount", "the amount must be positive")
+    return cents
+
+
+async def fetch_from_owner(
+    ctx: WebContext, request: web.Request, account_id: str, withdrawals: bool = False
+) -> dict[str, Any] | None:
+    """One account's detail (or its withdrawals), from this worker's table or its owner's,
+    with the caller's own token: the owner decides what the caller may see."""
+    url = owner_url(ctx.ff, account_id)
+    if is_local(ctx.ff, url):
+        state = ctx.account(account_id)
+        if state is None:
+            return None
+        return {"withdrawals": state.withdrawals_wire()} if withdrawals else state.to_wire_detail()
+    path = f"/funded-accounts/{account_id}" + ("/withdrawals" if withdrawals else "")
+    resp = await forward(ctx.ff, request.clone(rel_url=path, method="GET"), url)
+    if resp.status == 404:
+        return None
+    if resp.status != 200 or not isinstance(resp.body, bytes):
+        raise unavailable("an account's owner did not answer")
+    answer: dict[str, Any] = json.loads(resp.body)
+    return answer
+
+
+def register(ctx: WebContext) -> None:
+    app = ctx.ff.app
+
+    @page(app, "/funded-accounts")
+    @api
+    async def list_accounts(self: Any, request: web.Request) -> web.Response:
+        principal = ctx.principal(request)
+        rows = await ctx.query(
+            "SELECT id FROM funded_accounts WHERE user_id = :user_id", user_id=principal.user_id
+        )
+        details = await asyncio.gather(*(fetch_from_owner(ctx, request, r["id"]) for r in rows))
+        accounts = [
+            {k: d[k] for k in SUMMARY_FIELDS}
+            for d in details
+            if d is not None and (d["user_id"] == principal.user_id)
+        ]
+        accounts.sort(key=lambda a: (a["activated_at"], a["id"]), reverse=True)
+        return json_response({"funded_accounts": accounts})
+
+    @page(app, "/funded-accounts/{account_id}")
+    @api
+    async def account_detail(self: Any, request: web.Request, account_id: str) -> web.Response:
+        principal = ctx.principal(request)
+
+        async def local() -> web.Response:
+            return json_response(ctx.visible_account(account_id, principal).to_wire_detail())
+
+        return await at_owner(ctx.ff, request, account_id, local)
+
+    @page(app, "/funded-accounts/{account_id}/withdrawals")
+    @api
+    async def account_withdrawals(self: Any, request: web.Request, account_id: str) -> web.Response:
+        principal = ctx.principal(request)
+
+        async def local() -> web.Response:
+            state = ctx.visible_account(account_id, principal)
+            return json_response({"withdrawals": state.withdrawals_wire()})
+
+        return await at_owner(ctx.ff, request, account_id, local)
+
+    class Withdraw(View):
+        @api
+        async def post(self, request: web.Request, account_id: str) -> web.Response:
+            principal = ctx.principal(request)
+
+            async def local() -> web.Response:
+                # Counted here, at the owner, so a forwarded request is counted once.
+                await ctx.rate_limit(principal)
+                body = await read_json_object(request)
+                key = request.headers.get("Idempotency-Key")
+                print_ = fingerprint(request.path, body)
+                if key is not None:
+                    stored = await ctx.idempotency.get(principal.user_id, key)
+                    if stored is not None:
+                        if stored.fingerprint != print_:
+                            raise ApiError(
+                                409,
+                                "idempotency_key_reused",
+                                "this Idempotency-Key was used with another request body",
+                            )
+                        return json_response(stored.body, stored.status)
+                amount_cents = _amount(body)
+                payment_method = _string_field(body, "payment_method")
+                destination = _string_field(body, "destination")
+                state = ctx.visible_account(account_id, principal)
+                wid = withdrawal_id_for(account_id, principal.user_id, key)
+                existing = state.withdrawals.get(wid)
+                if existing is not None:
+                    # The key was used before (and its answer is not in Redis).
+                    if existing.amount_cents != amount_cents:
+                        raise ApiError(
+                            409,
+                            "idempotency_key_reused",
+                            "this Idempotency-Key was used with another request body",
+                        )
+                    return json_response({"withdrawal": existing.to_wire(account_id)}, 201)
+                cmd = RequestWithdrawal(
+                    event_id=f"request:{wid}",
+                    account_id=account_id,
+                    user_id=principal.user_id,
+                    withdrawal_id=wid,
+                    amount_cents=amount_cents,
+                    payment_method=payment_method,
+                    destination=destination,
+                    requested_at=datetime.now(UTC),
+                )
+                watcher = watch_withdrawal(ctx.ff, wid)
+                outcome = await submit(ctx.ff, cmd)
+                status, answer = reply_answer(outcome.reply)
+                withdrawal = answer.get("withdrawal")
+                if withdrawal is not None and withdrawal["status"] == "approved":
+                    done = await settled(ctx.ff, wid, watcher)
+                    if done is not None:
+                        answer = {"withdrawal": done}
+                if key is not None:
+                    await ctx.idempotency.put(
+                        principal.user_id, key, StoredAnswer(print_, status, answer)
+                    )
+                return json_response(answer, status)
+
+            return await at_owner(ctx.ff, request, account_id, local)
+
+    app.page("/funded-accounts/{account_id}/withdraw")(Withdraw)

@@ -1,0 +1,152 @@
+"""/health, /metrics and the Stripe webhook."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from aiohttp import web
+from faust.web import View
+
+from app.codec import dumps
+from app.topics import ACCOUNT_COMMANDS
+from domain.events import ReverseTransfer
+from domain.ids import account_of_withdrawal
+from views.context import WebContext
+from views.http import ApiError, api, json_response, page
+
+log = logging.getLogger(__name__)
+
+
+def is_healthy(ctx: WebContext) -> tuple[bool, str]:
+    app = ctx.ff.app
+    if app.rebalancing:
+        return False, "rebalancing"
+    recovery: Any = getattr(app.tables, "recovery")  # noqa: B009
+    if not recovery.completed.is_set():
+        return False, "recovering tables"
+    if app.consumer.should_stop:
+        return False, "consumer stopped"
+    return True, "ok"
+
+
+def _lag(ctx: WebContext) -> int:
+    consumer = ctx.ff.app.consumer
+    total = 0
+    for tp in consumer.assignment():
+        try:
+            high = consumer.highwater(tp)
+        except Exception:
+            continue
+        committed = getattr(consumer, "_committed_offset", {}).get(tp)
+        if high is not None and committed is not None:
+            total += max(0, int(high) - int(committed))
+    return total
+
+
+def metrics_text(ctx: WebContext) -> str:
+    ff = ctx.ff
+    proc = ff.extras["account_processor"]
+    lines = [
+        "# HELP fundedflow_events_processed_total Inputs applied by the account agent.",
+        "# TYPE fundedflow_events_processed_total counter",
+        f"fundedflow_events_processed_total {proc.processed}",
+        "# HELP fundedflow_rule_evaluations_total Rule checks (one per trade event).",
+        "# TYPE fundedflow_rule_evaluations_total counter",
+        f"fundedflow_rule_evaluations_total {proc.rule_evaluations}",
+        "# HELP fundedflow_withdrawals_total Withdrawal facts published, by status.",
+        "# TYPE fundedflow_withdrawals_total counter",
+    ]
+    for status in ("requested", "approved", "completed", "rejected", "failed"):
+        count = proc.facts_published.get(f"withdrawal.{status}", 0)
+        lines.append(f'fundedflow_withdrawals_total{{status="{status}"}} {count}')
+    lines += [
+        "# HELP fundedflow_consumer_lag_messages Messages not yet committed on this worker.",
+        "# TYPE fundedflow_consumer_lag_messages gauge",
+        f"fundedflow_consumer_lag_messages {_lag(ctx)}",
+    ]
+    sink: dict[str, Any] = ff.extras.get("sink_metrics", {})
+    lines += [
+        "# HELP fundedflow_sink_lag_seconds How far PostgreSQL is behind the stream.",
+        "# TYPE fundedflow_sink_lag_seconds gauge",
+        f"fundedflow_sink_lag_seconds {float(sink.get('lag_seconds', 0.0)):.3f}",
+        "# HELP fundedflow_sink_errors_total Failed database batches (retried).",
+        "# TYPE fundedflow_sink_errors_total counter",
+        f"fundedflow_sink_errors_total {int(sink.get('errors', 0))}",
+        "# HELP fundedflow_dead_letters_total Inputs sent to a dead-letter topic.",
+        "# TYPE fundedflow_dead_letters_total counter",
+    ]
+    for topic, count in sorted(ff.extras.get("dead_letters", {}).items()):
+        lines.append(f'fundedflow_dead_letters_total{{topic="{topic}"}} {count}')
+    lines += [
+        "# HELP fundedflow_ratelimit_redis_failures_total POST requests let through: Redis down.",
+        "# TYPE fundedflow_ratelimit_redis_failures_total counter",
+        f"fundedflow_ratelimit_redis_failures_total {ctx.limiter.redis_failures}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def register(ctx: WebContext) -> None:
+    app = ctx.ff.app
+    settings = ctx.ff.settings
+
+    @page(app, "/health")
+    @api
+    async def health(self: Any, request: web.Request) -> web.Response:
+        ok, why = is_healthy(ctx)
+        headers = {} if ok else {"Retry-After": "2"}
+        return json_response(
+            {"status": "ok" if ok else "unavailable", "detail": why}, 200 if ok else 503, headers
+        )
+
+    @page(app, "/metrics")
+    @api
+    async def metrics(self: Any, request: web.Request) -> web.Response:
+        ctx.principal(request)
+        return web.Response(text=metrics_text(ctx), content_type="text/plain")
+
+    class StripeWebhook(View):
+        @api
+        async def post(self, request: web.Request) -> web.Response:
+            if not settings.stripe_webhook_secret:
+                raise ApiError(
+                    503,
+                    "webhooks_disabled",
+                    "STRIPE_WEBHOOK_SECRET is not set",
+                    {"Retry-After": "60"},
+                )
+            payload = await request.text()
+            signature = request.headers.get("Stripe-Signature", "")
+            try:
+                event = stripe.Webhook.construct_event(
+                    payload, signature, settings.stripe_webhook_secret
+                )
+            except (stripe.SignatureVerificationError, ValueError) as exc:
+                raise ApiError(400, "invalid_signature", f"webhook refused: {exc}") from None
+            if event.type != "transfer.reversed":
+                return json_response({"received": True, "handled": False})
+            transfer = event.data.object
+            metadata: Any = transfer.get("metadata") or {}
+            withdrawal_id = str(metadata.get("withdrawal_id", ""))
+            account_id = account_of_withdrawal(withdrawal_id)
+            if account_id is None:
+                log.warning("transfer.reversed for an unknown withdrawal: %s", transfer.get("id"))
+                return json_response({"received": True, "handled": False})
+            cmd = ReverseTransfer(
+                # The Stripe event id: the same event delivered twice is one command.
+                event_id=f"stripe-event:{event.id}",
+                account_id=account_id,
+                withdrawal_id=withdrawal_id,
+                stripe_transfer_id=str(transfer.get("id")),
+                at=datetime.fromtimestamp(int(event.created or time.time()), UTC),
+            )
+            sent = await ctx.ff.topic(ACCOUNT_COMMANDS).send(
+                key=account_id.encode(), value=dumps(cmd.to_wire()), force=True
+            )
+            await sent
+            return json_response({"received": True, "handled": True})
+
+    app.page("/webhooks/stripe")(StripeWebhook)
