@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -69,13 +70,14 @@ def metrics_text(ctx: WebContext) -> str:
         f"fundedflow_consumer_lag_messages {_lag(ctx)}",
     ]
     sink: dict[str, Any] = ff.extras.get("sink_metrics", {})
+    sink_lag = sink.get("lag_seconds") or 0
     lines += [
         "# HELP fundedflow_sink_lag_seconds How far PostgreSQL is behind the stream.",
         "# TYPE fundedflow_sink_lag_seconds gauge",
-        f"fundedflow_sink_lag_seconds {float(sink.get('lag_seconds', 0.0)):.3f}",
+        f"fundedflow_sink_lag_seconds {sink_lag:.3f}",
         "# HELP fundedflow_sink_errors_total Failed database batches (retried).",
         "# TYPE fundedflow_sink_errors_total counter",
-        f"fundedflow_sink_errors_total {int(sink.get('errors', 0))}",
+        f"fundedflow_sink_errors_total {int(sink.get('errors') or 0)}",
         "# HELP fundedflow_dead_letters_total Inputs sent to a dead-letter topic.",
         "# TYPE fundedflow_dead_letters_total counter",
     ]
@@ -126,10 +128,12 @@ def register(ctx: WebContext) -> None:
                 )
             except (stripe.SignatureVerificationError, ValueError) as exc:
                 raise ApiError(400, "invalid_signature", f"webhook refused: {exc}") from None
-            if event.type != "transfer.reversed":
+            # Fields are read from the verified payload itself, not Stripe's object wrapper.
+            raw: dict[str, Any] = json.loads(payload)
+            if raw.get("type") != "transfer.reversed":
                 return json_response({"received": True, "handled": False})
-            transfer = event.data.object
-            metadata: Any = transfer.get("metadata") or {}
+            transfer: dict[str, Any] = (raw.get("data") or {}).get("object") or {}
+            metadata: dict[str, Any] = transfer.get("metadata") or {}
             withdrawal_id = str(metadata.get("withdrawal_id", ""))
             account_id = account_of_withdrawal(withdrawal_id)
             if account_id is None:
@@ -141,7 +145,7 @@ def register(ctx: WebContext) -> None:
                 account_id=account_id,
                 withdrawal_id=withdrawal_id,
                 stripe_transfer_id=str(transfer.get("id")),
-                at=datetime.fromtimestamp(int(event.created or time.time()), UTC),
+                at=datetime.fromtimestamp(int(raw.get("created") or time.time()), UTC),
             )
             sent = await ctx.ff.topic(ACCOUNT_COMMANDS).send(
                 key=account_id.encode(), value=dumps(cmd.to_wire()), force=True

@@ -32,7 +32,7 @@ def worker_env(services: Services, prefix: str, **extra: str) -> dict[str, str]:
         "REDIS_URL": services.redis_url,
         "STRIPE_API_BASE": services.stripe_api_base,
         "STRIPE_API_KEY": "sk_test_123",
-        "JWT_SECRET": "test-secret",
+        "JWT_SECRET": "test-secret-of-at-least-32-bytes-long",
         "STRIPE_WEBHOOK_SECRET": "whsec_test",
         "TOPIC_PARTITIONS": "4",
         "FUNDEDFLOW_TOPIC_PREFIX": prefix,

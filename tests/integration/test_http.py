@@ -1,0 +1,372 @@
+"""The HTTP API end to end: two real workers, every route asked on both."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.db import migrate
+from app.settings import Settings
+from app.tiers_seed import seed_tiers
+from tests.integration import streams as s
+from tests.integration.conftest import Services, pg_dsn
+from tests.integration.harness import Kafka, Worker, wait_until, worker_env
+from tests.integration.http_support import ADMIN, Http, auth, stripe_signature, token
+from tests.integration.stripe_double import StripeDouble
+
+pytestmark = pytest.mark.integration
+
+BOTH = (0, 1)
+OWNER = auth("usr_1")
+OTHER = auth("usr_2")
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[StripeDouble]:
+    d = StripeDouble()
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def http_prefix() -> str:
+    return s.uid("http") + "."
+
+
+@pytest.fixture(scope="module")
+def schema(services: Services) -> Iterator[str]:
+    name = f"h_{uuid.uuid4().hex[:12]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_dsn(services))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE SCHEMA "{name}"'))
+    migrate(services.database_url, schema=name)
+    yield name
+    asyncio.run(run(f'DROP SCHEMA "{name}" CASCADE'))
+
+
+@pytest.fixture(scope="module")
+def workers(
+    services: Services,
+    http_prefix: str,
+    schema: str,
+    double: StripeDouble,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[Worker]]:
+    tmp = tmp_path_factory.mktemp("http")
+    env = worker_env(
+        services,
+        http_prefix,
+        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
+        FUNDEDFLOW_DB_SCHEMA=schema,
+        WEB_HOST="127.0.0.1",
+        RATE_LIMIT_PER_MINUTE="200",
+    )
+    asyncio.run(seed_tiers(Settings.from_env(env)))
+    ws = [Worker(env, tmp / f"w{i}", tmp / f"w{i}.log").start() for i in BOTH]
+    yield ws
+    for w in ws:
+        w.stop()
+
+
+@pytest.fixture
+async def http(workers: list[Worker]) -> AsyncIterator[Http]:
+    async with Http(workers) as h:
+        await h.wait_healthy()
+        yield h
+
+
+@pytest.fixture
+async def kafka(
+    services: Services, http_prefix: str, workers: list[Worker]
+) -> AsyncIterator[Kafka]:
+    k = Kafka(services, http_prefix)
+    k.workers.extend(workers)
+    await k.start()
+    yield k
+    await k.stop()
+
+
+async def new_account(kafka: Kafka, http: Http, profit: str | None = "10000.00") -> str:
+    asm = s.uid("asm")
+    await kafka.send("assessment.completed", asm, s.assessment(asm, user="usr_1"))
+    acct = s.account_of(asm)
+    if profit is not None:
+        await kafka.send_many(
+            [
+                ("trades", acct, s.opened(acct, "p-0", "1000.00")),
+                ("trades", acct, s.closed(acct, "p-0", profit)),
+            ]
+        )
+    await http.account_when(
+        0, acct, OWNER, lambda a: profit is None or a["realized_pnl"] == profit, timeout=90
+    )
+    return acct
+
+
+def withdraw_body(amount: Any, destination: str = "acct_1Test") -> dict[str, Any]:
+    return {"amount": amount, "payment_method": "stripe_connect", "destination": destination}
+
+
+async def test_authentication_and_visibility(http: Http, kafka: Kafka) -> None:
+    acct = await new_account(kafka, http, profit=None)
+    path = f"/funded-accounts/{acct}"
+    expired = {"Authorization": f"Bearer {token('usr_1', ttl=-10)}"}
+    forged = {"Authorization": f"Bearer {token('usr_1', key='not-the-secret-but-also-32-bytes-long')}"}
+    for w in BOTH:
+        assert (await http.get(w, path)).status == 401
+        assert (await http.get(w, path, expired)).status == 401
+        assert (await http.get(w, path, forged)).status == 401
+        assert (await http.get(w, path, {"Authorization": "Basic abc"})).status == 401
+        other = await http.get(w, path, OTHER)
+        assert other.status == 404 and other.body["error"]["code"] == "not_found"
+        missing = await http.get(w, "/funded-accounts/fa_" + "0" * 32, OWNER)
+        assert missing.status == 404
+        mine = await http.get(w, path, OWNER)
+        assert mine.status == 200 and mine.body["id"] == acct
+        assert (await http.get(w, "/admin/withdrawals/pending", OWNER)).status == 403
+        forbidden = await http.post(w, "/admin/withdrawals/x/approve", {}, OWNER)
+        assert forbidden.status == 403 and forbidden.body["error"]["code"] == "forbidden"
+        assert (await http.get(w, "/health")).status == 200
+        metrics = await http.get(w, "/metrics", OWNER)
+        assert metrics.status == 200 and "fundedflow_events_processed_total" in metrics.body
+
+
+async def test_account_detail_is_current_on_both_workers(http: Http, kafka: Kafka) -> None:
+    acct = await new_account(kafka, http)
+    await kafka.send("trades", acct, s.opened(acct, "p-1", "2000.00"))
+    await kafka.send("trades", acct, s.updated(acct, "p-1", "-350.25", notional="2100.00"))
+    # As soon as one worker shows the trade, the other shows it too: both read the owner.
+    first = await http.account_when(0, acct, OWNER, lambda a: a["unrealized_pnl"] == "-350.25")
+    second = (await http.get(1, f"/funded-accounts/{acct}", OWNER)).body
+    assert second == first
+    assert first["current_balance"] == "109649.75"
+    assert first["peak_balance"] == "110000.00"
+    assert first["positions"][0]["position_id"] == "p-1"
+    assert first["rules"]["drawdown"]["status"] == "safe"
+    assert first["tier"]["tier_id"] == "funded-100k"
+    assert first["user_id"] == "usr_1" and first["withdrawable_amount"] == "7719.80"
+
+
+async def test_withdrawal_lifecycle_over_http(
+    http: Http, kafka: Kafka, double: StripeDouble
+) -> None:
+    acct = await new_account(kafka, http)  # withdrawable 8,000.00
+    small = await http.post(0, f"/funded-accounts/{acct}/withdraw", withdraw_body("250.00"), OWNER)
+    assert small.status == 201, small.body
+    w = small.body["withdrawal"]
+    assert w["status"] == "completed" and w["stripe_payout_id"].startswith("tr_double_")
+    assert w["approved_by"] == "auto" and w["amount"] == "250.00"
+
+    large = await http.post(1, f"/funded-accounts/{acct}/withdraw", withdraw_body(2000), OWNER)
+    assert large.status == 201 and large.body["withdrawal"]["status"] == "pending"
+    assert large.body["withdrawal"]["requires_review"] is True
+    other = await http.post(0, f"/funded-accounts/{acct}/withdraw", withdraw_body("1500.5"), OWNER)
+    assert other.status == 201
+
+    async def pending_ids() -> set[str] | None:
+        ans = await http.get(1, "/admin/withdrawals/pending", ADMIN)
+        ids = {x["id"] for x in ans.body["withdrawals"]}
+        wanted = {large.body["withdrawal"]["id"], other.body["withdrawal"]["id"]}
+        return ids if wanted <= ids else None
+
+    await wait_until(pending_ids, timeout=30, what="pending list")
+    listed = (await http.get(0, "/admin/withdrawals/pending", ADMIN)).body["withdrawals"]
+    entry = next(x for x in listed if x["id"] == large.body["withdrawal"]["id"])
+    assert entry["user_id"] == "usr_1" and entry["account"]["id"] == acct
+
+    lid, oid = large.body["withdrawal"]["id"], other.body["withdrawal"]["id"]
+    approved = await http.post(1, f"/admin/withdrawals/{lid}/approve", {}, ADMIN)
+    assert approved.status == 200 and approved.body["withdrawal"]["status"] == "completed"
+    assert approved.body["withdrawal"]["approved_by"] == "adm_1"
+    again = await http.post(0, f"/admin/withdrawals/{lid}/approve", {}, ADMIN)
+    assert again.status == 409 and again.body["error"]["code"] == "not_pending"
+    for bad in ({}, {"reason": ""}, {"reason": "x" * 501}):
+        ans = await http.post(0, f"/admin/withdrawals/{oid}/reject", bad, ADMIN)
+        assert ans.status == 422, bad
+    assert (
+        await http.post(0, f"/admin/withdrawals/{oid}/reject", {"reason": 5}, ADMIN)
+    ).status == 400
+    rejected = await http.post(0, f"/admin/withdrawals/{oid}/reject", {"reason": "kyc"}, ADMIN)
+    assert rejected.status == 200 and rejected.body["withdrawal"]["status"] == "rejected"
+    assert rejected.body["withdrawal"]["rejection_reason"] == "kyc"
+    twice = await http.post(1, f"/admin/withdrawals/{oid}/reject", {"reason": "kyc"}, ADMIN)
+    assert twice.status == 409
+    unknown = await http.post(1, "/admin/withdrawals/wd_nope/approve", {}, ADMIN)
+    assert unknown.status == 404
+
+    listing = await http.get(1, f"/funded-accounts/{acct}/withdrawals", OWNER)
+    assert listing.status == 200
+    statuses = [x["status"] for x in listing.body["withdrawals"]]
+    assert statuses == ["rejected", "completed", "completed"]  # newest first
+    assert (await http.get(0, f"/funded-accounts/{acct}/withdrawals", OTHER)).status == 404
+    assert double.created_per_withdrawal[lid] == 1 and double.created_per_withdrawal[oid] == 0
+
+    accounts = await wait_until(
+        lambda: _listed(http, acct), timeout=30, what="account in GET /funded-accounts"
+    )
+    mine = next(a for a in accounts if a["id"] == acct)
+    assert mine["total_withdrawals"] == "2250.00"
+    assert mine["withdrawals"] == {"pending": 0, "completed_total": "2250.00"}
+    assert mine["withdrawable_amount"] == "5750.00"
+
+
+async def _listed(http: Http, acct: str) -> list[dict[str, Any]] | None:
+    ans = await http.get(1, "/funded-accounts", OWNER)
+    assert ans.status == 200
+    accounts = ans.body["funded_accounts"]
+    return accounts if any(a["id"] == acct for a in accounts) else None
+
+
+async def test_every_refusal_code(http: Http, kafka: Kafka) -> None:
+    acct = await new_account(kafka, http)
+    path = f"/funded-accounts/{acct}/withdraw"
+    cases = [
+        (withdraw_body("99.99"), 422, "below_minimum"),
+        (withdraw_body("8000.01"), 422, "exceeds_withdrawable"),
+        (withdraw_body("100.001"), 422, "invalid_amount"),
+        (withdraw_body("NaN"), 422, "invalid_amount"),
+        (withdraw_body("1e5"), 422, "invalid_amount"),
+        (
+            {**withdraw_body("200.00"), "payment_method": "paypal"},
+            422,
+            "unsupported_payment_method",
+        ),
+        (withdraw_body("200.00", destination="bank-42"), 422, "invalid_destination"),
+        (withdraw_body(True), 400, "invalid_request"),
+        ({**withdraw_body("200.00"), "destination": 7}, 400, "invalid_request"),
+    ]
+    for w in BOTH:
+        for body, status, code in cases:
+            ans = await http.post(w, path, body, OWNER)
+            assert (ans.status, ans.body["error"]["code"]) == (status, code), (body, ans.body)
+        bad_json = await http.call(w, "POST", path, OWNER, data=b"{nope")
+        assert bad_json.status == 400 and bad_json.body["error"]["code"] == "invalid_request"
+        other = await http.post(w, path, withdraw_body("200.00"), OTHER)
+        assert other.status == 404
+    await kafka.send("trades", acct, s.opened(acct, "p-open", "100.00"))
+    await http.account_when(0, acct, OWNER, lambda a: a["positions"])
+    ans = await http.post(1, path, withdraw_body("200.00"), OWNER)
+    assert ans.body["error"]["code"] == "open_positions"
+    # Breach: the account closes and refuses withdrawals.
+    await kafka.send("trades", acct, s.updated(acct, "p-open", "-20000.00"))
+    await http.account_when(1, acct, OWNER, lambda a: a["status"] == "closed")
+    ans = await http.post(0, path, withdraw_body("200.00"), OWNER)
+    assert (ans.status, ans.body["error"]["code"]) == (422, "account_not_active")
+
+
+async def test_fifty_concurrent_withdrawals_never_exceed_withdrawable(
+    http: Http, kafka: Kafka
+) -> None:
+    acct = await new_account(kafka, http, profit="5000.00")  # 4,000.00 withdrawable
+    path = f"/funded-accounts/{acct}/withdraw"
+    answers = await asyncio.gather(
+        *(http.post(i % 2, path, withdraw_body("150.00"), OWNER) for i in range(50))
+    )
+    counts = Counter(a.status for a in answers)
+    assert set(counts) <= {201, 422, 503}, counts
+    assert all(a.status < 500 or a.status == 503 for a in answers)
+    accepted = [a for a in answers if a.status == 201]
+    assert 0 < len(accepted) <= 26  # 26 × 150 = 3,900 ≤ 4,000 < 27 × 150
+    for a in answers:
+        if a.status == 422:
+            assert a.body["error"]["code"] == "exceeds_withdrawable"
+        if a.status == 503:
+            assert "Retry-After" in a.headers
+    final = await http.account_when(0, acct, OWNER, lambda a: True)
+    paid = int(final["total_withdrawals"].replace(".", ""))
+    assert paid <= 4000_00
+    assert int(final["withdrawable_amount"].replace(".", "")) + paid <= 4000_00
+
+
+async def test_idempotency_key_across_workers_and_restart(
+    http: Http, kafka: Kafka, workers: list[Worker]
+) -> None:
+    acct = await new_account(kafka, http)
+    path = f"/funded-accounts/{acct}/withdraw"
+    key = {"Idempotency-Key": uuid.uuid4().hex, **OWNER}
+    first = await http.post(0, path, withdraw_body("300.00"), key)
+    assert first.status == 201
+    second = await http.post(1, path, withdraw_body("300.00"), key)
+    assert (second.status, second.body) == (first.status, first.body)
+    conflict = await http.post(1, path, withdraw_body("301.00"), key)
+    assert conflict.status == 409
+    for w in workers:
+        w.stop()
+    for w in workers:
+        w.start()
+    await http.wait_healthy()
+    third = await http.post(0, path, withdraw_body("300.00"), key)
+    assert (third.status, third.body) == (first.status, first.body)
+    listing = await http.get(1, f"/funded-accounts/{acct}/withdrawals", OWNER)
+    assert len(listing.body["withdrawals"]) == 1
+
+
+async def test_stripe_webhook_reversal(http: Http, kafka: Kafka, double: StripeDouble) -> None:
+    acct = await new_account(kafka, http)
+    paid = await http.post(0, f"/funded-accounts/{acct}/withdraw", withdraw_body("400.00"), OWNER)
+    w = paid.body["withdrawal"]
+    assert w["status"] == "completed"
+    event = {
+        "id": f"evt_{uuid.uuid4().hex[:12]}",
+        "object": "event",
+        "type": "transfer.reversed",
+        "created": 1764000000,
+        "data": {
+            "object": {
+                "id": w["stripe_payout_id"],
+                "object": "transfer",
+                "metadata": {"withdrawal_id": w["id"], "account_id": acct, "user_id": "usr_1"},
+            }
+        },
+    }
+    payload = json.dumps(event)
+    forged = await http.call(
+        1, "POST", "/webhooks/stripe", {"Stripe-Signature": "t=1,v1=deadbeef"}, data=payload
+    )
+    assert forged.status == 400
+    for worker in (1, 0):  # the same event twice, on both workers: one effect
+        ans = await http.call(
+            worker,
+            "POST",
+            "/webhooks/stripe",
+            {"Stripe-Signature": stripe_signature(payload)},
+            data=payload,
+        )
+        assert ans.status == 200
+    after = await http.account_when(
+        1, acct, OWNER, lambda a: a["total_withdrawals"] == "0.00", timeout=30
+    )
+    assert after["withdrawable_amount"] == "8000.00"
+    listing = await http.get(0, f"/funded-accounts/{acct}/withdrawals", OWNER)
+    assert listing.body["withdrawals"][0]["status"] == "failed"
+    ignored = {**event, "id": "evt_other", "type": "payout.paid"}
+    body = json.dumps(ignored)
+    ans = await http.call(
+        0, "POST", "/webhooks/stripe", {"Stripe-Signature": stripe_signature(body)}, data=body
+    )
+    assert ans.status == 200
+
+
+async def test_rate_limit(http: Http, kafka: Kafka) -> None:
+    acct = await new_account(kafka, http, profit=None)
+    limited = auth("usr_busy")
+    path = f"/funded-accounts/{acct}/withdraw"
+    answers = [await http.post(i % 2, path, withdraw_body("1"), limited) for i in range(205)]
+    statuses = Counter(a.status for a in answers)
+    assert statuses[429] >= 1, statuses
+    blocked = next(a for a in answers if a.status == 429)
+    assert int(blocked.headers["Retry-After"]) >= 1
