@@ -1,15 +1,52 @@
 #!/usr/bin/env bash
-# Runs FundedFlow locally: installs, starts the stack, migrates, seeds the tiers and runs one
-# worker in the foreground (Ctrl-C stops it; `scripts/stack.sh down` stops the stack).
+# Runs FundedFlow locally and plays the demo: installs, starts the stack, migrates, seeds the
+# tiers, starts two workers (ports 6066 and 6067), plays a scenario through them, then keeps the
+# workers running until Ctrl-C. `scripts/stack.sh down` stops the stack afterwards.
+# With DEMO_EXIT=1 the workers are stopped as soon as the demo has played.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
-export JWT_SECRET=${JWT_SECRET:-dev-secret-change-me}
+export JWT_SECRET=${JWT_SECRET:-dev-secret-change-me-at-least-32-bytes}
 export STRIPE_API_KEY=${STRIPE_API_KEY:-sk_test_123}
 export STRIPE_WEBHOOK_SECRET=${STRIPE_WEBHOOK_SECRET:-whsec_dev}
+export WEB_HOST=${WEB_HOST:-127.0.0.1}
+mkdir -p var
 .venv/bin/fundedflow migrate
 .venv/bin/fundedflow tiers seed
-exec .venv/bin/fundedflow worker --web-port "${WEB_PORT:-6066}" --data-dir "${DATA_DIR:-var/worker1}"
+
+pids=()
+stop_workers() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_workers EXIT INT TERM
+
+for i in 1 2; do
+  port=$((6065 + i))
+  .venv/bin/fundedflow worker --web-port "$port" --data-dir "var/worker$i" \
+    >"var/worker$i.log" 2>&1 &
+  pids+=($!)
+  echo "worker $i: http://127.0.0.1:$port (log var/worker$i.log)"
+done
+
+echo "waiting for both workers to be healthy..."
+for _ in $(seq 1 240); do
+  if curl -fs http://127.0.0.1:6066/health >/dev/null && curl -fs http://127.0.0.1:6067/health >/dev/null; then
+    break
+  fi
+  sleep 0.5
+done
+# A just-formed group may still rebalance once; give it a moment to settle.
+sleep 3
+
+DEMO_WORKERS=http://127.0.0.1:6066,http://127.0.0.1:6067 .venv/bin/python scripts/demo.py
+
+if [ "${DEMO_EXIT:-0}" = 1 ]; then
+  exit 0
+fi
+echo
+echo "Workers keep running (Ctrl-C to stop them; then 'scripts/stack.sh down')."
+wait
