@@ -142,7 +142,8 @@ class Demo:
                 "completed_at": now(),
             },
         )
-        status, body = 0, {}
+        status: int = 0
+        body: Any = {}
         for _ in range(200):
             status, body = await self.call(0, "GET", "/funded-accounts", self.trader)
             if status == 200 and body["funded_accounts"]:
