@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from app.auth import TokenVerifier, Unauthorized
+from app.idempotency import fingerprint
+from app.ratelimit import RateLimiter
+from app.settings import Settings
+
+SECRET = "unit-test-secret-that-is-32-bytes-long"
+
+
+def _verifier() -> TokenVerifier:
+    return TokenVerifier(Settings.from_env({"JWT_SECRET": SECRET}))
+
+
+def _token(claims: dict[str, object], key: str = SECRET) -> str:
+    return "Bearer " + jwt.encode(claims, key, algorithm="HS256")
+
+
+def test_valid_token_gives_user_and_roles() -> None:
+    p = _verifier().verify(_token({"sub": "u1", "roles": ["admin"], "exp": time.time() + 60}))
+    assert p.user_id == "u1" and p.is_admin
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic abc",
+        "Bearer ",
+        _token({"sub": "u1", "exp": time.time() - 5}),
+        _token({"sub": "u1"}),
+        _token({"exp": time.time() + 60}),
+        _token({"sub": "u1", "exp": time.time() + 60}, key="another-key-of-32-bytes-or-more-x"),
+        _token({"sub": "u1", "roles": "admin", "exp": time.time() + 60}),
+    ],
+)
+def test_bad_tokens_are_refused(header: str | None) -> None:
+    with pytest.raises(Unauthorized):
+        _verifier().verify(header)
+
+
+def test_verifier_needs_a_key() -> None:
+    with pytest.raises(ValueError):
+        TokenVerifier(Settings.from_env({}))
+
+
+async def test_rate_limit_lets_requests_through_when_redis_is_down() -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    limiter = RateLimiter("redis://127.0.0.1:1/0", per_minute=1)
+    assert (await limiter.check("u1")).allowed
+    assert (await limiter.check("u1")).allowed
+    assert limiter.redis_failures == 2
+
+
+def test_fingerprint_depends_on_route_and_body() -> None:
+    a = fingerprint("/x", {"amount": "1.00"})
+    assert a == fingerprint("/x", {"amount": "1.00"})
+    assert a != fingerprint("/x", {"amount": "1.01"})
+    assert a != fingerprint("/y", {"amount": "1.00"})
