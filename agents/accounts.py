@@ -58,9 +58,7 @@ class AccountProcessor:
         self.table = ff.extras["accounts"]
         # Futures of HTTP requests served by this worker: by command event_id, and by
         # withdrawal id for answers that wait until a withdrawal is settled.
-        self.waiters: dict[str, list[asyncio.Future[Outcome]]] = ff.extras.setdefault(
-            "waiters", {}
-        )
+        self.waiters: dict[str, list[asyncio.Future[Outcome]]] = ff.extras.setdefault("waiters", {})
         self.watchers: dict[str, list[asyncio.Future[dict[str, Any]]]] = ff.extras.setdefault(
             "withdrawal_watchers", {}
         )
@@ -73,7 +71,6 @@ class AccountProcessor:
         account_id: str,
         facts: list[dict[str, Any]],
         state: AccountState | None,
-        changed: bool,
     ) -> None:
         key = account_id.encode()
         for fact in facts:
@@ -83,9 +80,11 @@ class AccountProcessor:
             return
         for req in payout_requests(state, facts):
             await self.ff.topic(PAYOUT_REQUESTS).send(key=key, value=dumps(req), force=True)
-        if changed or facts:
-            snap = snapshot(state, withdrawal_ids_in(facts))
-            await self.ff.topic(ACCOUNT_SNAPSHOTS).send(key=key, value=dumps(snap), force=True)
+        # Also for a duplicate: if the first pass died before its snapshot was sent, the
+        # database would otherwise keep an old row until the account's next change. Rows only
+        # take newer versions, so an extra snapshot is harmless.
+        snap = snapshot(state, withdrawal_ids_in(facts))
+        await self.ff.topic(ACCOUNT_SNAPSHOTS).send(key=key, value=dumps(snap), force=True)
 
     async def process(self, event: faust.types.EventT[bytes]) -> None:
         msg = event.message
@@ -115,12 +114,12 @@ class AccountProcessor:
             await send_dead_letter(self.ff, base, event, outcome.dead_letter + detail)
         elif outcome.duplicate:
             again = remembered_facts(outbox, item.event_id, source)
-            await self.publish(account_id, again, state, changed=False)
+            await self.publish(account_id, again, state)
         elif outcome.changed and outcome.state is not None:
             if outcome.facts:
                 outbox.append([item.event_id, source, outcome.facts])
             self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:])
-            await self.publish(account_id, outcome.facts, outcome.state, changed=True)
+            await self.publish(account_id, outcome.facts, outcome.state)
         for waiter in self.waiters.pop(item.event_id, []):
             if not waiter.done():
                 waiter.set_result(outcome)

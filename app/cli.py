@@ -42,12 +42,20 @@ def _tiers_seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from app.reconcile import run
+
+    return asyncio.run(run(settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fundedflow",
         description="FundedFlow: real-time funded-account backend (Faust streams).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{worker,migrate,tiers}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{worker,migrate,tiers,reconcile}"
+    )
 
     w = sub.add_parser("worker", help="run one stream worker with its HTTP server")
     w.add_argument("--web-port", type=int, default=None, help="HTTP port (default WEB_PORT)")
@@ -65,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed = tsub.add_parser("seed", help="publish the tier catalog (default: the bundled one)")
     seed.add_argument("file", nargs="?", default=None, help="JSON file with a list of tiers")
     seed.set_defaults(func=_tiers_seed)
+
+    r = sub.add_parser(
+        "reconcile",
+        help="compare every account in the tables with its PostgreSQL rows "
+        "(exit 1 when they differ)",
+    )
+    r.set_defaults(func=_reconcile)
     return parser
 
 

@@ -66,7 +66,7 @@ def create_faust_app(settings: Settings) -> faust.App:
 
 def build_app(settings: Settings) -> FundedFlow:
     import views
-    from agents import accounts, activation, payouts, tiers
+    from agents import accounts, activation, payouts, sink, tiers
     from tables import accounts as account_tables
 
     names = TopicNames(settings.topic_prefix)
@@ -93,5 +93,6 @@ def build_app(settings: Settings) -> FundedFlow:
     activation.register(ff)
     accounts.register(ff)
     payouts.register(ff)
+    sink.register(ff)
     views.register(ff)
     return ff

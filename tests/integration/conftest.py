@@ -135,3 +135,25 @@ async def pg(services: Services) -> AsyncIterator[object]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="module")
+def module_schema(services: Services) -> Iterator[str]:
+    """A migrated schema for the workers of one test module (their sink writes there)."""
+    import asyncpg
+
+    schema = f"w_{uuid.uuid4().hex[:12]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_dsn(services))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    migrate(services.database_url, schema=schema)
+    try:
+        yield schema
+    finally:
+        asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -39,10 +39,16 @@ def worker(
     services: Services,
     stream_prefix: str,
     double: StripeDouble,
+    module_schema: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Worker]:
     tmp = tmp_path_factory.mktemp("stream")
-    env = worker_env(services, stream_prefix, STRIPE_API_BASE=f"http://127.0.0.1:{double.port}")
+    env = worker_env(
+        services,
+        stream_prefix,
+        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
+        FUNDEDFLOW_DB_SCHEMA=module_schema,
+    )
     asyncio.run(seed_tiers(Settings.from_env(env)))
     w = Worker(env, tmp / "data", tmp / "worker.log").start()
     asyncio.run(w.wait_ready())
