@@ -9,6 +9,7 @@
 #   scripts/stack.sh status [service...]          exit 0 only when every one answers
 #   scripts/stack.sh env                          export lines for the app and the tests
 #   scripts/stack.sh kafka-topics ARGS...         Kafka's TopicCommand against the local broker
+#   scripts/stack.sh kafka-console-producer ARGS... / kafka-console-consumer ARGS...
 #
 # Services: kafka postgres redis stripe-mock (default: all of them).
 # Everything a run writes lives in the state dir (data, logs/*.log, run/*.pid);
@@ -663,8 +664,10 @@ export STRIPE_API_BASE=http://127.0.0.1:$STRIPE_MOCK_PORT
 EOF
 }
 
-# Kafka's own kafka-topics.sh, for people and tests that have no Kafka install.
-cmd_kafka_topics() {
+# Kafka's own command-line tools, for people and tests that have no Kafka install.
+kafka_tool() {
+	local class=$1
+	shift
 	kafka_cached || die "Kafka $KAFKA_VERSION is not fetched yet: run 'scripts/stack.sh up kafka' first"
 	local conf=$KAFKA_HOME/tools-log4j.properties
 	# Like Kafka's tools-log4j.properties: warnings only, on stderr, so stdout stays parseable.
@@ -674,17 +677,20 @@ cmd_kafka_topics() {
 		'log4j.appender.stderr.layout=org.apache.log4j.PatternLayout' \
 		'log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n' >"$conf"
 	"$JAVA" -Xmx256m -Dlog4j.configuration="file:$conf" \
-		-cp "$KAFKA_HOME/libs/*" org.apache.kafka.tools.TopicCommand \
-		--bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"
+		-cp "$KAFKA_HOME/libs/*" "$class" --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"
 }
 
+cmd_kafka_topics() { kafka_tool org.apache.kafka.tools.TopicCommand "$@"; }
+cmd_kafka_console_producer() { kafka_tool kafka.tools.ConsoleProducer "$@"; }
+cmd_kafka_console_consumer() { kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer "$@"; }
+
 usage() {
-	sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
 case ${1:-} in
-up | down | status | env | kafka-topics) ;;
+up | down | status | env | kafka-topics | kafka-console-producer | kafka-console-consumer) ;;
 *) usage ;;
 esac
 cmd=${1//-/_}
