@@ -49,7 +49,7 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError) as exc:  # ValueError: bytes that are not text
             raise Unauthorized(f"invalid token: {exc}") from None
         sub = claims.get("sub")
         roles = claims.get("roles", [])

@@ -53,6 +53,13 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_host=settings.web_host or None,
         web_enabled=True,
+        # Faust's built-in pages need no token and would show table contents and the cluster
+        # layout to anyone: only FundedFlow's own routes are served.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         consumer_auto_offset_reset="earliest",
         # Facts are sent at once (force=True) and the producer is flushed before every commit,
         # so a short commit interval only bounds how much is re-read after a crash.

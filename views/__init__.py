@@ -6,7 +6,7 @@ from app.faust_app import FundedFlow
 
 
 def register(ff: FundedFlow) -> None:
-    from views import accounts, admin, system
+    from views import accounts, admin, openapi, system
     from views.context import WebContext
 
     ctx = WebContext.create(ff)
@@ -14,3 +14,4 @@ def register(ff: FundedFlow) -> None:
     accounts.register(ctx)
     admin.register(ctx)
     system.register(ctx)
+    openapi.register(ctx)

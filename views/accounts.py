@@ -62,6 +62,15 @@ def reply_answer(reply: Reply | None) -> tuple[int, dict[str, Any]]:
     return REFUSAL_STATUS.get(reply.code or "", 422), reply.to_wire()
 
 
+def _is_utf8(text: str) -> bool:
+    """False for header text aiohttp decoded with surrogate escapes (bytes that are not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _string_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name, "")
     if not isinstance(value, str):
@@ -130,7 +139,9 @@ def register(ctx: WebContext) -> None:
         principal = ctx.principal(request)
 
         async def local() -> web.Response:
-            return json_response(ctx.visible_account(account_id, principal).to_wire_detail())
+            return json_response(
+                ctx.visible_account(account_id, principal, admin_may_read=True).to_wire_detail()
+            )
 
         return await at_owner(ctx.ff, request, account_id, local)
 
@@ -140,7 +151,7 @@ def register(ctx: WebContext) -> None:
         principal = ctx.principal(request)
 
         async def local() -> web.Response:
-            state = ctx.visible_account(account_id, principal)
+            state = ctx.visible_account(account_id, principal, admin_may_read=True)
             return json_response({"withdrawals": state.withdrawals_wire()})
 
         return await at_owner(ctx.ff, request, account_id, local)
@@ -155,6 +166,8 @@ def register(ctx: WebContext) -> None:
                 await ctx.rate_limit(principal)
                 body = await read_json_object(request)
                 key = request.headers.get("Idempotency-Key")
+                if key is not None and not _is_utf8(key):
+                    raise ApiError(400, "invalid_request", "'Idempotency-Key' must be UTF-8 text")
                 print_ = fingerprint(request.path, body)
                 if key is not None:
                     stored = await ctx.idempotency.get(principal.user_id, key)

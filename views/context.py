@@ -47,9 +47,16 @@ class WebContext:
         state, _ = load(self.ff.extras["accounts"].get(account_id))
         return state
 
-    def visible_account(self, account_id: str, principal: Principal) -> AccountState:
+    def visible_account(
+        self, account_id: str, principal: Principal, admin_may_read: bool = False
+    ) -> AccountState:
+        """The account if the caller may see it; 404 otherwise (no hint that it exists).
+
+        Admins may read any account (the pending queue shows each request's account) but act
+        only through the admin routes: a withdrawal is requested by its owner alone."""
         state = self.account(account_id)
-        if state is None or (state.user_id != principal.user_id and not principal.is_admin):
+        mine = state is not None and state.user_id == principal.user_id
+        if state is None or not (mine or (admin_may_read and principal.is_admin)):
             raise ApiError(404, "not_found", "funded account not found")
         return state
 

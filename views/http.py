@@ -78,6 +78,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         return loads_object(raw)
     except WireError as exc:
         raise ApiError(400, "invalid_request", f"body must be a JSON object: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_request", "body is nested too deeply") from None
+    except ValueError as exc:
+        # e.g. an integer literal past Python's 4300-digit conversion limit
+        raise ApiError(400, "invalid_request", f"body cannot be parsed: {exc}") from None
 
 
 def require_admin(principal: Principal) -> None:

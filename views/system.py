@@ -120,9 +120,15 @@ def register(ctx: WebContext) -> None:
                     "STRIPE_WEBHOOK_SECRET is not set",
                     {"Retry-After": "60"},
                 )
-            payload = await request.text()
+            body = await request.read()
             signature = request.headers.get("Stripe-Signature", "")
+            if not signature.isascii():
+                # Stripe's comparison raises TypeError on non-ASCII text; no real signature is.
+                raise ApiError(400, "invalid_signature", "webhook refused: malformed signature")
             try:
+                # Stripe signs UTF-8 bytes: decoded here, not by the request's charset, so a body
+                # that is not UTF-8 (or names an unknown charset) is refused, not a 500.
+                payload = body.decode("utf-8")
                 event = stripe.Webhook.construct_event(
                     payload, signature, settings.stripe_webhook_secret
                 )

@@ -1,0 +1,752 @@
+"""The OpenAPI 3.1 document of the HTTP API (CONTRACT.md section 7), built in code.
+
+It describes what the views answer: every route, every status code a route can give, the
+bodies' required fields (responses leave `additionalProperties` open, so a new field is not a
+break). Served at `GET /openapi.json`; `scripts/export_openapi.py` writes the same text to
+`docs/openapi.json`, and a unit test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from views.context import WebContext
+from views.http import api, page
+
+__all__ = ["OPENAPI_PATH", "document", "register", "render"]
+
+OPENAPI_PATH = "/openapi.json"
+API_VERSION = "0.1.0"
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(required: list[str], properties: dict[str, Schema], **extra: Any) -> Schema:
+    """A response object: the listed fields must be there; others may be added later."""
+    return {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": True,
+        **extra,
+    }
+
+
+# --- schema fragments -----------------------------------------------------------------------
+
+MONEY: Schema = {
+    "type": "string",
+    "pattern": r"^-?[0-9]+\.[0-9]{2}$",
+    "description": "USD with exactly two decimals, as a string.",
+    "examples": ["1250.50"],
+}
+RATIO: Schema = {
+    "type": "string",
+    "pattern": r"^[0-9]+\.[0-9]{4}$",
+    "description": "A non-negative decimal ratio with four decimals, as a string.",
+    "examples": ["0.8000"],
+}
+TIMESTAMP: Schema = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z$",
+    "description": "RFC 3339 in UTC (`Z`); microseconds only when non-zero.",
+    "examples": ["2026-11-23T10:00:00Z"],
+}
+DECIMAL_TEXT: Schema = {
+    "type": "string",
+    "pattern": r"^[0-9]+(\.[0-9]+)?$",
+    "description": "A positive decimal as given by the trading engine (not money).",
+}
+
+ACCOUNT_STATUSES = ["active", "closed"]
+WITHDRAWAL_STATUSES = ["pending", "approved", "completed", "rejected", "failed"]
+RULE_STATUSES = ["safe", "warning", "danger", "violation"]
+BALANCE_FIELDS = [
+    "starting_balance",
+    "current_balance",
+    "peak_balance",
+    "realized_pnl",
+    "unrealized_pnl",
+    "total_withdrawals",
+]
+REQUEST_REFUSALS = [
+    "account_not_active",
+    "open_positions",
+    "min_trades_not_met",
+    "below_minimum",
+    "exceeds_withdrawable",
+    "invalid_amount",
+    "unsupported_payment_method",
+    "invalid_destination",
+]
+
+EXAMPLE_ACCOUNT_ID = "fa_0123456789abcdef0123456789abcdef"
+EXAMPLE_WITHDRAWAL_ID = "wd_0123456789abcdef0123456789abcdef_0123456789abcdef"
+
+
+def _error(codes: list[str] | None = None) -> Schema:
+    code: Schema = {"type": "string"}
+    if codes:
+        code["enum"] = codes
+    return {
+        "allOf": [_ref("Error")],
+        "properties": {"error": {"properties": {"code": code}}},
+    }
+
+
+def _schemas() -> dict[str, Schema]:
+    balances = {name: _ref("Money") for name in BALANCE_FIELDS}
+    summary_fields = [
+        "id",
+        "status",
+        "tier_id",
+        "activated_at",
+        "closed_at",
+        "closure_reason",
+        *BALANCE_FIELDS,
+        "withdrawable_amount",
+        "withdrawals",
+    ]
+    rule = _object(
+        ["value", "threshold", "status"],
+        {
+            "value": {
+                **_nullable(_ref("Ratio")),
+                "description": "null when unbounded (positions open on a balance of zero or less)",
+            },
+            "threshold": _ref("Ratio"),
+            "status": {"type": "string", "enum": RULE_STATUSES},
+        },
+    )
+    return {
+        "Money": MONEY,
+        "Ratio": RATIO,
+        "Timestamp": TIMESTAMP,
+        "NullableTimestamp": _nullable(_ref("Timestamp")),
+        "Error": _object(
+            ["error"],
+            {
+                "error": _object(
+                    ["code", "message"],
+                    {"code": {"type": "string"}, "message": {"type": "string"}},
+                )
+            },
+        ),
+        "Tier": _object(
+            [
+                "tier_id",
+                "name",
+                "starting_balance",
+                "profit_split",
+                "max_drawdown",
+                "max_risk_per_trade",
+                "min_trades",
+            ],
+            {
+                "tier_id": {"type": "string"},
+                "name": {"type": "string"},
+                "starting_balance": _ref("Money"),
+                "profit_split": _ref("Ratio"),
+                "max_drawdown": _ref("Ratio"),
+                "max_risk_per_trade": _ref("Ratio"),
+                "min_trades": {"type": "integer", "minimum": 0},
+            },
+            description="The tier's terms, as kept by the account at activation.",
+        ),
+        "Position": _object(
+            [
+                "position_id",
+                "symbol",
+                "side",
+                "quantity",
+                "price",
+                "notional",
+                "unrealized_pnl",
+                "opened_at",
+            ],
+            {
+                "position_id": {"type": "string"},
+                "symbol": {"type": "string"},
+                "side": {"type": "string", "enum": ["long", "short"]},
+                "quantity": DECIMAL_TEXT,
+                "price": DECIMAL_TEXT,
+                "notional": _ref("Money"),
+                "unrealized_pnl": _ref("Money"),
+                "opened_at": _ref("Timestamp"),
+            },
+        ),
+        "Rule": rule,
+        "Withdrawal": _object(
+            [
+                "id",
+                "account_id",
+                "amount",
+                "status",
+                "requires_review",
+                "requested_at",
+                "approved_at",
+                "approved_by",
+                "completed_at",
+                "rejected_at",
+                "rejection_reason",
+                "stripe_payout_id",
+                "estimated_completion_at",
+            ],
+            {
+                "id": {"type": "string", "examples": [EXAMPLE_WITHDRAWAL_ID]},
+                "account_id": {"type": "string", "examples": [EXAMPLE_ACCOUNT_ID]},
+                "amount": _ref("Money"),
+                "status": {"type": "string", "enum": WITHDRAWAL_STATUSES},
+                "requires_review": {"type": "boolean"},
+                "requested_at": _ref("Timestamp"),
+                "approved_at": _ref("NullableTimestamp"),
+                "approved_by": {
+                    "type": ["string", "null"],
+                    "description": "`auto` or the approving admin's user id",
+                },
+                "completed_at": _ref("NullableTimestamp"),
+                "rejected_at": {
+                    **_ref("NullableTimestamp"),
+                    "description": "also the time a withdrawal failed",
+                },
+                "rejection_reason": {
+                    "type": ["string", "null"],
+                    "description": "also the reason of a `failed` withdrawal",
+                },
+                "stripe_payout_id": {"type": ["string", "null"]},
+                "estimated_completion_at": _ref("NullableTimestamp"),
+            },
+            description="The same withdrawal object everywhere the API returns one.",
+        ),
+        "AccountSummary": _object(
+            summary_fields,
+            {
+                "id": {"type": "string", "examples": [EXAMPLE_ACCOUNT_ID]},
+                "status": {"type": "string", "enum": ACCOUNT_STATUSES},
+                "tier_id": {"type": "string"},
+                "activated_at": _ref("Timestamp"),
+                "closed_at": _ref("NullableTimestamp"),
+                "closure_reason": {
+                    "type": ["string", "null"],
+                    "examples": ["rule_violation:drawdown"],
+                },
+                **balances,
+                "withdrawable_amount": _ref("Money"),
+                "withdrawals": _object(
+                    ["pending", "completed_total"],
+                    {
+                        "pending": {"type": "integer", "minimum": 0},
+                        "completed_total": _ref("Money"),
+                    },
+                ),
+            },
+        ),
+        "AccountDetail": {
+            "allOf": [
+                _ref("AccountSummary"),
+                _object(
+                    ["user_id", "tier", "positions", "rules", "updated_at"],
+                    {
+                        "user_id": {"type": "string"},
+                        "tier": _ref("Tier"),
+                        "positions": {"type": "array", "items": _ref("Position")},
+                        "rules": _object(
+                            ["drawdown", "risk_per_trade"],
+                            {"drawdown": _ref("Rule"), "risk_per_trade": _ref("Rule")},
+                        ),
+                        "updated_at": _ref("Timestamp"),
+                    },
+                ),
+            ],
+            "description": "The account as of the last input applied by its owner.",
+        },
+        "PendingWithdrawal": {
+            "allOf": [
+                _ref("Withdrawal"),
+                _object(
+                    ["user_id", "account"],
+                    {
+                        "user_id": {"type": "string"},
+                        "account": _object(
+                            ["id", "status", *BALANCE_FIELDS, "withdrawable_amount"],
+                            {
+                                "id": {"type": "string"},
+                                "status": {"type": "string", "enum": ACCOUNT_STATUSES},
+                                **balances,
+                                "withdrawable_amount": _ref("Money"),
+                            },
+                        ),
+                    },
+                ),
+            ],
+        },
+        "WithdrawalAnswer": _object(["withdrawal"], {"withdrawal": _ref("Withdrawal")}),
+        "WithdrawalList": _object(
+            ["withdrawals"], {"withdrawals": {"type": "array", "items": _ref("Withdrawal")}}
+        ),
+        "WithdrawRequest": {
+            "type": "object",
+            "required": ["amount", "payment_method", "destination"],
+            "properties": {
+                "amount": {
+                    "description": (
+                        "A decimal string or a JSON number with at most two decimals; at least "
+                        "100.00 and at most the withdrawable amount. Anything else that is a "
+                        "string or a number is 422 `invalid_amount` (or `below_minimum`, "
+                        "`exceeds_withdrawable`); another JSON type is 400."
+                    ),
+                    "anyOf": [
+                        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"},
+                        {"type": "number", "minimum": 0, "multipleOf": 0.01},
+                    ],
+                    "examples": ["250.00"],
+                },
+                "payment_method": {"type": "string", "enum": ["stripe_connect"]},
+                "destination": {
+                    "type": "string",
+                    "pattern": r"^acct_[A-Za-z0-9]{1,250}$",
+                    "description": "The trader's Stripe connected account.",
+                    "examples": ["acct_1Test"],
+                },
+            },
+        },
+        "RejectRequest": {
+            "type": "object",
+            "required": ["reason"],
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 500,
+                    "description": "Required, 1 to 500 characters, not only white space.",
+                    "examples": ["KYC documents missing"],
+                }
+            },
+        },
+        "StripeEvent": {
+            "type": "object",
+            "description": "A Stripe event as Stripe sends it; `transfer.reversed` is acted on.",
+            "properties": {
+                "id": {"type": "string"},
+                "type": {"type": "string", "examples": ["transfer.reversed"]},
+                "created": {"type": "integer"},
+                "data": {"type": "object"},
+            },
+        },
+        "WebhookAnswer": _object(
+            ["received", "handled"],
+            {"received": {"type": "boolean"}, "handled": {"type": "boolean"}},
+        ),
+        "Health": _object(
+            ["status", "detail"],
+            {
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "detail": {"type": "string"},
+            },
+        ),
+    }
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def _json(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> Schema:
+    out: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+RETRY_AFTER = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+
+
+def _err(description: str, codes: list[str] | None = None, retry: bool = False) -> Schema:
+    return _json(_error(codes), description, RETRY_AFTER if retry else None)
+
+
+def _shared_responses() -> dict[str, Schema]:
+    return {
+        "Unauthorized": _err(
+            "Missing, malformed, badly signed or expired token.", ["unauthorized"]
+        ),
+        "Forbidden": _err("The token has no `admin` role.", ["forbidden"]),
+        "InvalidRequest": _err(
+            "Malformed JSON (or nested too deeply), not a JSON object, a field of the wrong JSON "
+            "type, or an `Idempotency-Key` that is not UTF-8.",
+            ["invalid_request"],
+        ),
+        "RateLimited": _err(
+            "Past the caller's budget of POST requests per minute.", ["rate_limited"], retry=True
+        ),
+        "Unavailable": _err(
+            "The owner of the account cannot be reached, the workers are rebalancing, the "
+            "account did not answer in time, or the database cannot be reached. Nothing was "
+            "done half-way; try again after `Retry-After` seconds.",
+            ["unavailable"],
+            retry=True,
+        ),
+    }
+
+
+def _use(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+ACCOUNT_NOT_FOUND = _err(
+    "No such account, or another user's (no hint that it exists).",
+    ["not_found", "unknown_account"],
+)
+WITHDRAWAL_NOT_FOUND = _err(
+    "No such withdrawal.", ["not_found", "unknown_withdrawal", "unknown_account"]
+)
+NOT_PENDING = _err("The withdrawal is not pending (already decided).", ["not_pending"])
+
+
+def _account_param() -> Schema:
+    return {
+        "name": "account_id",
+        "in": "path",
+        "required": True,
+        "description": "A funded account id (`fa_` and 32 hex digits); any other value is 404.",
+        "schema": {"type": "string"},
+        "example": EXAMPLE_ACCOUNT_ID,
+    }
+
+
+def _withdrawal_param() -> Schema:
+    return {
+        "name": "withdrawal_id",
+        "in": "path",
+        "required": True,
+        "description": "A withdrawal id (it names its account); any other value is 404.",
+        "schema": {"type": "string"},
+        "example": EXAMPLE_WITHDRAWAL_ID,
+    }
+
+
+def _paths() -> dict[str, Schema]:
+    open_route: list[dict[str, list[str]]] = []
+    return {
+        "/funded-accounts": {
+            "get": {
+                "operationId": "listFundedAccounts",
+                "tags": ["accounts"],
+                "summary": "The caller's funded accounts, newest `activated_at` first.",
+                "responses": {
+                    "200": _json(
+                        _object(
+                            ["funded_accounts"],
+                            {
+                                "funded_accounts": {
+                                    "type": "array",
+                                    "items": _ref("AccountSummary"),
+                                }
+                            },
+                        ),
+                        "The caller's accounts (an account appears once the database has it).",
+                    ),
+                    "401": _use("Unauthorized"),
+                    "503": _use("Unavailable"),
+                },
+            }
+        },
+        "/funded-accounts/{account_id}": {
+            "parameters": [_account_param()],
+            "get": {
+                "operationId": "getFundedAccount",
+                "tags": ["accounts"],
+                "summary": "One account, as of the last trade event applied (any worker).",
+                "responses": {
+                    "200": _json(_ref("AccountDetail"), "The account."),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/funded-accounts/{account_id}/withdrawals": {
+            "parameters": [_account_param()],
+            "get": {
+                "operationId": "listAccountWithdrawals",
+                "tags": ["withdrawals"],
+                "summary": "The account's withdrawals, newest `requested_at` first.",
+                "responses": {
+                    "200": _json(_ref("WithdrawalList"), "The withdrawals."),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/funded-accounts/{account_id}/withdraw": {
+            "parameters": [_account_param()],
+            "post": {
+                "operationId": "requestWithdrawal",
+                "tags": ["withdrawals"],
+                "summary": "Request a withdrawal of profit to the trader's Stripe account.",
+                "description": (
+                    "Below 1000.00 the withdrawal is approved at once and paid before the "
+                    "answer (`completed` or `failed`); from 1000.00 it is `pending` until an "
+                    "admin decides. With an `Idempotency-Key`, a repeat with the same key and "
+                    "body answers the first answer again and creates nothing."
+                ),
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Makes a repeat of the same request harmless.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("WithdrawRequest")}},
+                },
+                "responses": {
+                    "201": _json(_ref("WithdrawalAnswer"), "The withdrawal, as decided."),
+                    "400": _use("InvalidRequest"),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "409": _err(
+                        "This Idempotency-Key was used with another body.",
+                        ["idempotency_key_reused"],
+                    ),
+                    "422": _err(
+                        "Refused; the code names the first rule that failed. Nothing changed.",
+                        REQUEST_REFUSALS,
+                    ),
+                    "429": _use("RateLimited"),
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/admin/withdrawals/pending": {
+            "get": {
+                "operationId": "listPendingWithdrawals",
+                "tags": ["admin"],
+                "summary": "Withdrawals waiting for review, oldest first.",
+                "responses": {
+                    "200": _json(
+                        _object(
+                            ["withdrawals"],
+                            {"withdrawals": {"type": "array", "items": _ref("PendingWithdrawal")}},
+                        ),
+                        "The pending withdrawals, each with its user and an account summary.",
+                    ),
+                    "401": _use("Unauthorized"),
+                    "403": _use("Forbidden"),
+                    "503": _use("Unavailable"),
+                },
+            }
+        },
+        "/admin/withdrawals/{withdrawal_id}/approve": {
+            "parameters": [_withdrawal_param()],
+            "post": {
+                "operationId": "approveWithdrawal",
+                "tags": ["admin"],
+                "summary": "Approve a pending withdrawal (re-checked, then paid).",
+                "description": (
+                    "The request body, if any, is ignored. The answer is the withdrawal now "
+                    "`completed` or `failed` (paid or refused by Stripe), `rejected` (the "
+                    "re-check failed: account closed or amount no longer covered), or "
+                    "`approved` if the payout has not finished in time."
+                ),
+                "responses": {
+                    "200": _json(_ref("WithdrawalAnswer"), "The withdrawal, as decided."),
+                    "401": _use("Unauthorized"),
+                    "403": _use("Forbidden"),
+                    "404": WITHDRAWAL_NOT_FOUND,
+                    "409": NOT_PENDING,
+                    "429": _use("RateLimited"),
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/admin/withdrawals/{withdrawal_id}/reject": {
+            "parameters": [_withdrawal_param()],
+            "post": {
+                "operationId": "rejectWithdrawal",
+                "tags": ["admin"],
+                "summary": "Reject a pending withdrawal with a reason.",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("RejectRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("WithdrawalAnswer"), "The withdrawal, now `rejected`."),
+                    "400": _use("InvalidRequest"),
+                    "401": _use("Unauthorized"),
+                    "403": _use("Forbidden"),
+                    "404": WITHDRAWAL_NOT_FOUND,
+                    "409": NOT_PENDING,
+                    "422": _err(
+                        "`reason` missing, empty, only white space or over 500 characters.",
+                        ["invalid_reason"],
+                    ),
+                    "429": _use("RateLimited"),
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/webhooks/stripe": {
+            "post": {
+                "operationId": "stripeWebhook",
+                "tags": ["system"],
+                "summary": "Stripe events; `transfer.reversed` fails a completed withdrawal.",
+                "security": open_route,
+                "parameters": [
+                    {
+                        "name": "Stripe-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "Checked against `STRIPE_WEBHOOK_SECRET`.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("StripeEvent")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _ref("WebhookAnswer"), "Received (`handled` is false for ignored events)."
+                    ),
+                    "400": _err(
+                        "The signature is missing, malformed or does not match the payload, or "
+                        "the body is not UTF-8.",
+                        ["invalid_signature"],
+                    ),
+                    "503": _err(
+                        "`STRIPE_WEBHOOK_SECRET` is not set.", ["webhooks_disabled"], retry=True
+                    ),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "tags": ["system"],
+                "summary": "Whether this worker is consuming with its tables recovered.",
+                "security": open_route,
+                "responses": {
+                    "200": _json(_ref("Health"), "Consuming, tables recovered."),
+                    "503": _json(
+                        _ref("Health"),
+                        "Rebalancing, recovering tables, or the consumer stopped.",
+                        RETRY_AFTER,
+                    ),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": ["system"],
+                "summary": "Prometheus text exposition of this worker's counters and gauges.",
+                "responses": {
+                    "200": {
+                        "description": "Events processed, rule evaluations, withdrawals by "
+                        "status, consumer lag, sink lag, dead letters.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _use("Unauthorized"),
+                },
+            }
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "openapi",
+                "tags": ["system"],
+                "summary": "This document.",
+                "security": open_route,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["openapi", "info", "paths"],
+                            "additionalProperties": True,
+                        },
+                        "The OpenAPI 3.1 document of the HTTP API.",
+                    )
+                },
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document, as plain JSON-safe data (a fresh copy on every call)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "FundedFlow HTTP API",
+            "version": API_VERSION,
+            "description": (
+                "Funded accounts of a proprietary-trading firm: balances and rules in real time, "
+                "withdrawals of the trader's share of the profit, admin review. Any worker "
+                "answers any request. Money is a decimal string with two decimals "
+                '(`"1250.50"`), ratios are decimal strings, timestamps RFC 3339 in UTC. Errors '
+                'are `{"error": {"code": "...", "message": "..."}}`.'
+            ),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "accounts", "description": "A trader's funded accounts."},
+            {"name": "withdrawals", "description": "A trader's withdrawals."},
+            {"name": "admin", "description": "Review of withdrawals (role `admin`)."},
+            {"name": "system", "description": "Health, metrics, webhooks, this document."},
+        ],
+        "security": [{"bearerAuth": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "`sub` is the user id, `roles` a list of strings (admin routes need "
+                        '`"admin"`), `exp` required. HS256 with `JWT_SECRET` or RS256 with '
+                        "`JWT_PUBLIC_KEY`."
+                    ),
+                }
+            },
+            "headers": {
+                "RetryAfter": {
+                    "description": "Seconds to wait before trying again.",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            },
+            "responses": _shared_responses(),
+            "schemas": _schemas(),
+        },
+    }
+
+
+def render() -> str:
+    """The document as the text of `docs/openapi.json` (stable: sorted keys, 2-space indent)."""
+    return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def register(ctx: WebContext) -> None:
+    body = render().encode()
+
+    @page(ctx.ff.app, OPENAPI_PATH)
+    @api
+    async def openapi_json(self: Any, request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
