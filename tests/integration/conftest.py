@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 
 from app.db import migrate
+from tests.integration.stripe_double import StripeDouble
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,12 @@ def module_schema(services: Services) -> Iterator[str]:
         yield schema
     finally:
         asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[StripeDouble]:
+    """A recording Stripe double for the workers of one test module."""
+    d = StripeDouble()
+    d.start()
+    yield d
+    d.stop()

@@ -9,14 +9,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 
-from app.db import migrate
 from app.settings import Settings
 from app.tiers_seed import seed_tiers
 from tests.integration import streams as s
-from tests.integration.conftest import Services, pg_dsn
+from tests.integration.conftest import Services
 from tests.integration.harness import Kafka, Worker, wait_until, worker_env
 from tests.integration.http_support import ADMIN, Http, auth, stripe_signature, token
 from tests.integration.stripe_double import StripeDouble
@@ -29,40 +27,15 @@ OTHER = auth("usr_2")
 
 
 @pytest.fixture(scope="module")
-def double() -> Iterator[StripeDouble]:
-    d = StripeDouble()
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
 def http_prefix() -> str:
     return s.uid("http") + "."
-
-
-@pytest.fixture(scope="module")
-def schema(services: Services) -> Iterator[str]:
-    name = f"h_{uuid.uuid4().hex[:12]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn(services))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE SCHEMA "{name}"'))
-    migrate(services.database_url, schema=name)
-    yield name
-    asyncio.run(run(f'DROP SCHEMA "{name}" CASCADE'))
 
 
 @pytest.fixture(scope="module")
 def workers(
     services: Services,
     http_prefix: str,
-    schema: str,
+    module_schema: str,
     double: StripeDouble,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Worker]]:
@@ -71,7 +44,7 @@ def workers(
         services,
         http_prefix,
         STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=schema,
+        FUNDEDFLOW_DB_SCHEMA=module_schema,
         WEB_HOST="127.0.0.1",
         RATE_LIMIT_PER_MINUTE="200",
     )

@@ -17,20 +17,17 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-from app.db import migrate
 from app.settings import Settings
 from app.tiers_seed import seed_tiers
 from tests.integration import streams as s
-from tests.integration.conftest import Services, pg_dsn
+from tests.integration.conftest import Services
 from tests.integration.harness import Kafka, Worker, wait_until, worker_env
 from tests.integration.http_support import Http, auth, token
 from tests.integration.stripe_double import StripeDouble
@@ -94,40 +91,15 @@ class Seeded:
 
 
 @pytest.fixture(scope="module")
-def double() -> Iterator[StripeDouble]:
-    d = StripeDouble()
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
 def prefix() -> str:
     return s.uid("oas") + "."
-
-
-@pytest.fixture(scope="module")
-def schema(services: Services) -> Iterator[str]:
-    name = f"o_{uuid.uuid4().hex[:12]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn(services))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE SCHEMA "{name}"'))
-    migrate(services.database_url, schema=name)
-    yield name
-    asyncio.run(run(f'DROP SCHEMA "{name}" CASCADE'))
 
 
 @pytest.fixture(scope="module")
 def worker(
     services: Services,
     prefix: str,
-    schema: str,
+    module_schema: str,
     double: StripeDouble,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Worker]:
@@ -136,7 +108,7 @@ def worker(
         services,
         prefix,
         STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=schema,
+        FUNDEDFLOW_DB_SCHEMA=module_schema,
         WEB_HOST="127.0.0.1",
         # Generated POSTs must not run into the per-user budget (429 is documented anyway).
         RATE_LIMIT_PER_MINUTE="100000",
