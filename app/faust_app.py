@@ -65,6 +65,11 @@ def create_faust_app(settings: Settings) -> faust.App:
         # so a short commit interval only bounds how much is re-read after a crash.
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # A worker that died is noticed after 10 s instead of Faust's 60 s default, so its
+        # partitions move to the others quickly (heartbeats come from the consumer's own
+        # thread, so a busy event loop does not get a worker expelled).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         producer_linger_ms=1,
         # The reply topic of agent.ask() is never used; keep Faust from creating it per worker.
         reply_create_topic=False,

@@ -351,3 +351,26 @@ async def test_rate_limit(http: Http, kafka: Kafka) -> None:
     assert statuses[429] >= 1, statuses
     blocked = next(a for a in answers if a.status == 429)
     assert int(blocked.headers["Retry-After"]) >= 1
+
+
+async def test_unreachable_owner_answers_503_with_retry_after(
+    http: Http, kafka: Kafka, workers: list[Worker]
+) -> None:
+    accounts = [await new_account(kafka, http, profit=None) for _ in range(6)]
+    workers[1].kill()  # SIGKILL: the group still names it as an owner for a while
+    try:
+        answers = [await http.get(0, f"/funded-accounts/{a}", OWNER) for a in accounts]
+        posts = [
+            await http.post(0, f"/funded-accounts/{a}/withdraw", withdraw_body("100.00"), OWNER)
+            for a in accounts
+        ]
+        assert {a.status for a in answers} <= {200, 503}, [a.body for a in answers]
+        assert {p.status for p in posts} <= {422, 503}, [p.body for p in posts]
+        unavailable = [a for a in answers + posts if a.status == 503]
+        # Four partitions over two workers: some of six accounts were the dead worker's.
+        assert unavailable, "no account of the killed worker among six"
+        for a in unavailable:
+            assert a.headers.get("Retry-After") and a.body["error"]["code"] == "unavailable"
+    finally:
+        workers[1].start()
+        await http.wait_healthy()

@@ -63,3 +63,19 @@ def test_fingerprint_depends_on_route_and_body() -> None:
     assert a == fingerprint("/x", {"amount": "1.00"})
     assert a != fingerprint("/x", {"amount": "1.01"})
     assert a != fingerprint("/y", {"amount": "1.00"})
+
+
+def test_rs256_tokens_with_a_public_key() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    verifier = TokenVerifier(Settings.from_env({"JWT_PUBLIC_KEY": public_pem}))
+    good = jwt.encode({"sub": "u9", "roles": [], "exp": time.time() + 60}, private, "RS256")
+    assert verifier.verify(f"Bearer {good}").user_id == "u9"
+    # An HS256 token signed with the public key text must not pass (algorithm confusion).
+    with pytest.raises(Unauthorized):
+        verifier.verify(_token({"sub": "u9", "exp": time.time() + 60}, key=SECRET))
