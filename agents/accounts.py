@@ -113,6 +113,11 @@ class AccountProcessor:
             detail = f": {outcome.detail}" if outcome.detail else ""
             await send_dead_letter(self.ff, base, event, outcome.dead_letter + detail)
         elif outcome.duplicate:
+            if state is not None:
+                # The local store may be ahead of the changelog: a SIGKILL can take a table
+                # write still in the producer's buffer while RocksDB kept it. Writing the value
+                # again puts it in the changelog, where the other workers recover from.
+                self.table[account_id] = dump(state, outbox)
             again = remembered_facts(outbox, item.event_id, source)
             await self.publish(account_id, again, state)
         elif outcome.changed and outcome.state is not None:

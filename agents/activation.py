@@ -14,7 +14,7 @@ from agents.dead_letters import send_dead_letter
 from app.codec import WireError, dumps, loads_object
 from app.faust_app import FundedFlow
 from app.topics import ACCOUNT_COMMANDS, ASSESSMENT_COMPLETED
-from domain.events import ActivateAccount, InvalidEvent, account_id_for, parse_assessment
+from domain.events import InvalidEvent, activation_for, parse_assessment
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,15 @@ def register(ff: FundedFlow) -> None:
             except (WireError, InvalidEvent) as exc:
                 await send_dead_letter(ff, ASSESSMENT_COMPLETED, event, f"invalid_event: {exc}")
                 continue
-            if assessment.status != "passed" or assessment.completed_at is None:
-                continue
             tier = catalog.get(assessment.tier_id)
             if tier is None:
-                await send_dead_letter(
-                    ff, ASSESSMENT_COMPLETED, event, f"unknown_tier: {assessment.tier_id}"
-                )
+                if assessment.status == "passed":
+                    await send_dead_letter(
+                        ff, ASSESSMENT_COMPLETED, event, f"unknown_tier: {assessment.tier_id}"
+                    )
                 continue
-            account_id = account_id_for(assessment.assessment_id)
-            cmd = ActivateAccount(
-                event_id=f"activate:{assessment.assessment_id}",
-                account_id=account_id,
-                user_id=assessment.user_id,
-                assessment_id=assessment.assessment_id,
-                tier=tier,
-                activated_at=assessment.completed_at,
-            )
+            cmd = activation_for(assessment, tier)
+            if cmd is None:
+                continue  # failed, or passed without completed_at: no account
+            account_id = cmd.account_id
             await commands.send(key=account_id.encode(), value=dumps(cmd.to_wire()), force=True)

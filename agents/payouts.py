@@ -64,16 +64,18 @@ def register(ff: FundedFlow) -> None:
                 if delay is None:
                     return None
                 await asyncio.sleep(delay)
+            except Exception:
+                # Anything unexpected (an answer of an unforeseen shape...) must not crash the
+                # agent: Faust would restart it past this request and leave the withdrawal
+                # `approved` for good. Treated as transient: retried, then queued again.
+                stats["transient_errors"] += 1
+                log.exception("unexpected error paying %s", req["withdrawal_id"])
+                if delay is None:
+                    return None
+                await asyncio.sleep(delay)
         return None
 
-    @ff.app.agent(ff.topic(PAYOUT_REQUESTS), name="payouts")
-    async def payouts(stream: faust.StreamT[bytes]) -> None:
-        if settings.stripe_api_key is None:
-            log.error("STRIPE_API_KEY is not set: this worker refuses to make payouts")
-            while True:  # hold the partitions: nothing is consumed, so nothing is lost
-                await asyncio.sleep(60)
-                log.error("STRIPE_API_KEY is not set: payouts on this worker are waiting")
-        gateway = PayoutGateway(settings.stripe_api_key, settings.stripe_api_base)
+    async def pay_all(stream: faust.StreamT[bytes], gateway: PayoutGateway) -> None:
         async for event in stream.events():
             try:
                 req = loads_object(event.message.value)
@@ -116,3 +118,16 @@ def register(ff: FundedFlow) -> None:
                 )
             sent_results[wid] = result
             await commands.send(key=account_id.encode(), value=dumps(cmd.to_wire()), force=True)
+
+    @ff.app.agent(ff.topic(PAYOUT_REQUESTS), name="payouts")
+    async def payouts(stream: faust.StreamT[bytes]) -> None:
+        if settings.stripe_api_key is None:
+            log.error("STRIPE_API_KEY is not set: this worker refuses to make payouts")
+            while True:  # hold the partitions: nothing is consumed, so nothing is lost
+                await asyncio.sleep(60)
+                log.error("STRIPE_API_KEY is not set: payouts on this worker are waiting")
+        gateway = PayoutGateway(settings.stripe_api_key, settings.stripe_api_base)
+        try:
+            await pay_all(stream, gateway)
+        finally:
+            await gateway.close()

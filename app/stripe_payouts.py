@@ -34,12 +34,17 @@ def idempotency_key(withdrawal_id: str) -> str:
 class PayoutGateway:
     def __init__(self, api_key: str, api_base: str | None = None, timeout: float = 20.0) -> None:
         base = {"api": api_base.rstrip("/")} if api_base else None
+        self._http = AIOHTTPClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key,
             base_addresses=base,  # type: ignore[arg-type]
-            http_client=AIOHTTPClient(timeout=timeout),
+            http_client=self._http,
             max_network_retries=0,  # retries are ours, with the same idempotency key
         )
+
+    async def close(self) -> None:
+        """Close the HTTP session (else aiohttp reports it unclosed at every stop)."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def find_existing(self, withdrawal_id: str) -> str | None:
         """A transfer already made for this withdrawal, found through its transfer group.
@@ -58,9 +63,11 @@ class PayoutGateway:
         except stripe.StripeError:
             return None
         for transfer in page.data:
-            metadata: Any = transfer.metadata or {}
+            # A StripeObject is not a dict (stripe >= 13: `.get` raises AttributeError).
+            data: dict[str, Any] = transfer.to_dict()
+            metadata = data.get("metadata") or {}
             if str(metadata.get("withdrawal_id", "")) == withdrawal_id:
-                return str(transfer.id)
+                return str(data["id"])
         return None
 
     async def transfer(

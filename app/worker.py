@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 import faust
 
@@ -14,6 +15,66 @@ from app.settings import Settings, SettingsError
 from app.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+
+def _seek_before_resuming_streams() -> None:
+    """Work around a Faust recovery race that skips input records (faust-streaming 0.15.x).
+
+    `Recovery.on_recovery_completed` resumes the stream partitions and only then seeks them to
+    their committed offsets, while the fetcher is already running (started to read the
+    changelogs). Records fetched in between reach the consumer while the seek resets its read
+    offsets under them; it then notes a "gap" and acknowledges offsets no agent processed.
+    Seen in tests/integration/test_crash.py after a SIGKILL and restart: about one run in three
+    lost 1 to 44 input records (never applied, never dead-lettered, offsets committed); with
+    the seek first, no gap and no loss in 16 runs. Every rebalance that recovers a table takes
+    this path too. Upstream: faust-streaming #596, #221, #216 (PR #217 moved the seek before the
+    resume in `_resume_streams`, not here). This is the same method, seek moved first.
+    """
+    from faust.tables.recovery import Recovery
+
+    if not faust.__version__.startswith("0.15."):
+        return  # written against 0.15.x: check the race again before carrying it forward
+
+    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning(
+                "Recovery rebalancing again app id %s param %s",
+                self.app.consumer_generation_id,
+                generation_id,
+            )
+            return
+        if assignment:
+            # While the stream partitions are still paused: nothing is fetched from them
+            # before they point at their committed offsets.
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        self.completed.set()
+        self.app.flow_control.resume()
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
@@ -40,6 +101,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
             file=sys.stderr,
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _seek_before_resuming_streams()
     ff = build_app(settings)
     worker = faust.Worker(ff.app, loglevel=loglevel)
     worker.execute_from_commandline()

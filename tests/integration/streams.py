@@ -94,32 +94,50 @@ def now() -> datetime:
 
 
 def request(
-    acct: str, wid: str, amount_cents: int, user: str = "usr_1", destination: str = "acct_1Test"
+    acct: str,
+    wid: str,
+    amount_cents: int,
+    user: str = "usr_1",
+    destination: str = "acct_1Test",
+    at: datetime | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     return RequestWithdrawal(
-        event_id=f"req:{wid}",
+        event_id=event_id or f"req:{wid}",
         account_id=acct,
         user_id=user,
         withdrawal_id=wid,
         amount_cents=amount_cents,
         payment_method="stripe_connect",
         destination=destination,
-        requested_at=now(),
+        requested_at=at or now(),
     ).to_wire()
 
 
-def approve(acct: str, wid: str, admin: str = "adm_1") -> dict[str, Any]:
+def approve(
+    acct: str, wid: str, admin: str = "adm_1", at: datetime | None = None
+) -> dict[str, Any]:
     return ApproveWithdrawal(
-        event_id=f"approve:{wid}", account_id=acct, withdrawal_id=wid, admin_id=admin, at=now()
+        event_id=f"approve:{wid}",
+        account_id=acct,
+        withdrawal_id=wid,
+        admin_id=admin,
+        at=at or now(),
     ).to_wire()
 
 
-def reject(acct: str, wid: str, reason: str = "not today", admin: str = "adm_1") -> dict[str, Any]:
+def reject(
+    acct: str,
+    wid: str,
+    reason: str = "not today",
+    admin: str = "adm_1",
+    at: datetime | None = None,
+) -> dict[str, Any]:
     return RejectWithdrawal(
         event_id=f"reject:{wid}",
         account_id=acct,
         withdrawal_id=wid,
         admin_id=admin,
         reason=reason,
-        at=now(),
+        at=at or now(),
     ).to_wire()

@@ -24,6 +24,10 @@ class StripeDouble:
         self.created_per_withdrawal: Counter[str] = Counter()
         self.requests = 0
         self.fail_next_with_500 = 0
+        # Make the transfer, then answer 500 anyway (the answer is lost on its way back).
+        self.fail_after_create_with_500 = 0
+        # Every POST /v1/transfers by metadata[withdrawal_id], failed ones included.
+        self.posts_per_withdrawal: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -36,6 +40,7 @@ class StripeDouble:
         key = request.headers.get("Idempotency-Key", "")
         with self._lock:
             self.requests += 1
+            self.posts_per_withdrawal[str(form.get("metadata[withdrawal_id]", "?"))] += 1
             if self.fail_next_with_500 > 0:
                 self.fail_next_with_500 -= 1
                 return web.json_response(
@@ -75,6 +80,11 @@ class StripeDouble:
             if key:
                 self.by_key[key] = tid
             self.created_per_withdrawal[metadata.get("withdrawal_id", "?")] += 1
+            if self.fail_after_create_with_500 > 0:
+                self.fail_after_create_with_500 -= 1
+                return web.json_response(
+                    {"error": {"type": "api_error", "message": "boom after create"}}, status=500
+                )
         return web.json_response(transfer)
 
     async def _list(self, request: web.Request) -> web.Response:
