@@ -207,7 +207,10 @@ def _withdrawal_reply(state: AccountState, withdrawal_id: str) -> Reply | None:
 
 def _duplicate(state: AccountState, message: Command | TradeEvent) -> Outcome:
     reply = None
-    if isinstance(message, RequestWithdrawal | ApproveWithdrawal | RejectWithdrawal):
+    refused = state.refusals.get(message.event_id)
+    if refused is not None:
+        reply = Reply(accepted=False, code=refused[0], message=refused[1])
+    elif isinstance(message, RequestWithdrawal | ApproveWithdrawal | RejectWithdrawal):
         # Whoever waits on a redelivered command gets the withdrawal as it stands now.
         reply = _withdrawal_reply(state, message.withdrawal_id)
     return Outcome(state, reply=reply, duplicate=True)
@@ -351,7 +354,11 @@ def _request(state: AccountState, cmd: RequestWithdrawal, window: int) -> Outcom
         return _duplicate(state, cmd)
     refusal = request_refusal(state, cmd)
     if refusal is not None:
-        return Outcome(state, reply=Reply.refuse(refusal))
+        # Nothing of the account changes, but the answer is kept: read again after a crash,
+        # the same request gets the same refusal (see `_duplicate`).
+        state.remember_refusal(cmd.event_id, refusal.code, refusal.message, window)
+        state.version += 1
+        return Outcome(state, reply=Reply.refuse(refusal), changed=True)
 
     withdrawal = Withdrawal(
         withdrawal_id=cmd.withdrawal_id,

@@ -100,6 +100,9 @@ def _optional_ts(moment: datetime | None) -> str | None:
     return None if moment is None else format_ts(moment)
 
 
+MAX_REMEMBERED_REFUSALS = 256
+
+
 @dataclass
 class AccountState:
     """One funded account. Mutated only by `domain.account.handle`."""
@@ -126,6 +129,9 @@ class AccountState:
     # Ids of the last inputs applied, oldest first, and the same ids as a set for lookups.
     applied_event_ids: deque[str] = field(default_factory=deque)
     applied_event_set: set[str] = field(default_factory=set, repr=False, compare=False)
+    # Withdrawal requests refused lately, by event id: (code, message). A request read again
+    # after a crash gets the answer it already had, not a new decision against a newer state.
+    refusals: dict[str, tuple[str, str]] = field(default_factory=dict)
     # +1 on every applied change: the database sink keeps the row with the highest version.
     version: int = 0
 
@@ -192,6 +198,15 @@ class AccountState:
 
     def has_applied(self, event_id: str) -> bool:
         return event_id in self.applied_event_set
+
+    def remember_refusal(self, event_id: str, code: str, message: str, window: int) -> None:
+        """Keep a refused request's answer while its id is in the dedupe window."""
+        self.remember(event_id, window)
+        self.refusals[event_id] = (code, message)
+        for old in [e for e in self.refusals if e not in self.applied_event_set]:
+            del self.refusals[old]
+        while len(self.refusals) > MAX_REMEMBERED_REFUSALS:
+            del self.refusals[next(iter(self.refusals))]
 
     def remember(self, event_id: str, window: int) -> None:
         self.applied_event_ids.append(event_id)
@@ -266,6 +281,7 @@ class AccountState:
             "withdrawals": [w.to_dict() for w in self.withdrawals.values()],
             "rule_status": dict(self.rule_status),
             "applied_event_ids": list(self.applied_event_ids),
+            "refusals": [[e, code, msg] for e, (code, msg) in self.refusals.items()],
             "version": self.version,
             "updated_at": format_ts(self.updated_at),
         }
@@ -312,6 +328,7 @@ class AccountState:
             rule_status=rule_status,
             applied_event_ids=applied,
             applied_event_set=set(applied),
+            refusals={str(e): (str(c), str(m)) for e, c, m in data.get("refusals", [])},
             version=_integer(data["version"]),
             updated_at=parse_ts(data["updated_at"]),
         )

@@ -22,9 +22,8 @@ Keeping the replay honest
   published order, the publisher only switches an account from one topic to the other once the
   changelog shows that the account has applied everything published before (a live tail of the
   changelog, `ChangelogTail`). Inputs that change nothing (repeated trades, dead letters) are
-  order-insensitive. Refused requests are left out of the stream (`refusals=False`): a refused
-  command read again after the crash is decided again (the xfail test at the end) and would
-  make the replay depend on where the kill falls.
+  order-insensitive. A refused request is remembered with its answer, so one read again after
+  the crash gets the same refusal (the last test here checks that on its own).
 * Payout results (`payout_succeeded`) are commands the worker makes itself, with the clock's
   time and Stripe's transfer id. The replay applies the same commands, with the transfer id and
   time the worker recorded, at the place in the account's sequence where the worker applied
@@ -192,7 +191,7 @@ def generate(script: Script, index: int, refusals: bool = False) -> None:
                     ACCOUNT_COMMANDS,
                     s.request(acct, wid, available + rng.randint(1, 500_00), user, at=stamp()),
                 )
-                assert not out.changed and out.reply and out.reply.code == "exceeds_withdrawable"
+                assert not out.facts and out.reply and out.reply.code == "exceeds_withdrawable"
             if available >= 1000_00 and rng.random() < 0.4:
                 amount = rng.randint(1000_00, min(available, 4000_00))
             else:
@@ -472,7 +471,7 @@ async def test_sigkill_mid_stream_then_restart(
     try:
         scripts = await activate_all(kafka, tail)
         for i, sc in enumerate(scripts):
-            generate(sc, i, refusals=False)
+            generate(sc, i, refusals=True)
         publisher = Publisher(kafka, tail, scripts)
         expected_applied = sum(sc.applied_total for sc in scripts)
         n_trades = sum(1 for sc in scripts for i in sc.inputs if i.topic == TRADES)
@@ -709,14 +708,6 @@ def divergence(script: Script, state: dict[str, Any] | None) -> str:
     return f"all applied; payouts not recorded for {paying}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "domain/account.py: a refused command leaves no trace in the account, so the same "
-        "command read again after a crash (its offset was not committed yet) is decided again "
-        "against a newer state and can be accepted after the trader was told it was refused"
-    ),
-)
 async def test_refused_request_read_again_is_not_decided_again(
     setup: tuple[Kafka, Worker],
 ) -> None:
