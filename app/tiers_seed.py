@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -11,23 +10,20 @@ from app.codec import dumps
 from app.kafka_admin import bootstrap_list, prepare_topics
 from app.settings import Settings, SettingsError
 from app.topics import TIERS, TopicNames
-from domain.tiers import InvalidTier, Tier, default_catalog, parse_tier
+from domain.tiers import InvalidTier, Tier, default_catalog, load_catalog
 
 
 def read_catalog(path: Path | None) -> list[Tier]:
     if path is None:
         return default_catalog()
     try:
-        raw = json.loads(path.read_text(), parse_float=str)
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise SettingsError(f"cannot read tier file {path}: {exc}") from None
-    items = raw.get("tiers", raw) if isinstance(raw, dict) else raw
-    if not isinstance(items, list):
-        raise SettingsError(f"{path}: expected a list of tiers")
     try:
-        return [parse_tier(item) for item in items]
+        return load_catalog(text)
     except InvalidTier as exc:
-        raise SettingsError(f"{path}: invalid tier: {exc}") from None
+        raise SettingsError(f"{path}: invalid tier catalog: {exc}") from None
 
 
 async def seed_tiers(settings: Settings, path: Path | None = None) -> int:

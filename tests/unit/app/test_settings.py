@@ -78,3 +78,20 @@ def test_partition_mismatch_names_topic_and_counts() -> None:
 def test_topic_names_are_prefixed() -> None:
     names = TopicNames("x.").all_created()
     assert "x.trades" in names and "x.trades.dlq" in names and "x.withdrawal.failed" in names
+
+
+def test_seed_file_with_a_repeated_tier_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from app.tiers_seed import read_catalog
+    from domain.tiers import default_catalog
+
+    tier = default_catalog()[0].to_wire()
+    path = tmp_path / "tiers.json"
+    path.write_text(json.dumps([tier, tier]))
+    with pytest.raises(SettingsError, match="more than once"):
+        read_catalog(path)
+    path.write_text(json.dumps([tier]))
+    assert [t.tier_id for t in read_catalog(path)] == [tier["tier_id"]]
+    with pytest.raises(SettingsError, match="cannot read"):
+        read_catalog(tmp_path / "missing.json")
