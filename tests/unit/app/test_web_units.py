@@ -70,9 +70,11 @@ def test_rs256_tokens_with_a_public_key() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     verifier = TokenVerifier(Settings.from_env({"JWT_PUBLIC_KEY": public_pem}))
     good = jwt.encode({"sub": "u9", "roles": [], "exp": time.time() + 60}, private, "RS256")
     assert verifier.verify(f"Bearer {good}").user_id == "u9"
