@@ -1,0 +1,1 @@
+"""FundedFlow benchmarks: `python -m bench.run [--quick] [--only ...]` (see docs/performance.md)."""

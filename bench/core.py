@@ -1,0 +1,145 @@
+"""What one trade event costs in the account agent's own code, without Kafka or Faust's loop.
+
+Replays the work of `agents.accounts.AccountProcessor.process` step by step on a realistic
+stored value (an activated account with a few positions behind it): Faust's JSON decoding of
+the table value, `tables.accounts.load` (AccountState.from_dict), the parse of the event,
+`domain.account.handle`, `tables.accounts.dump` (to_dict) and Faust's JSON encoding of the new
+value, and the snapshot and facts sent per event. The per-step microseconds show how much of a
+worker's per-event budget (200 us at 5,000 events/s) the pure Python part takes.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.serializers import codecs
+
+from app.codec import dumps, loads_object
+from bench.load import TradeMix, make_accounts
+from domain.account import handle
+from domain.events import ActivateAccount, parse_trade
+from domain.snapshots import snapshot, withdrawal_ids_in
+from domain.tiers import default_catalog
+from tables.accounts import OUTBOX_LIMIT, dump, load
+
+DEDUPE_WINDOW = 10_000
+
+
+def _activated(account_id: str, user_id: str, assessment_id: str) -> dict[str, Any]:
+    tier = next(t for t in default_catalog() if t.tier_id == "funded-100k")
+    cmd = ActivateAccount(
+        event_id=f"activate:{assessment_id}",
+        account_id=account_id,
+        user_id=user_id,
+        assessment_id=assessment_id,
+        tier=tier,
+        activated_at=datetime.now(UTC),
+    )
+    outcome = handle(None, cmd)
+    assert outcome.state is not None
+    return dump(outcome.state, [[cmd.event_id, "commands:0:0", outcome.facts]])
+
+
+def _apply(value: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    state, outbox = load(value)
+    item = parse_trade(loads_object(raw))
+    outcome = handle(state, item, dedupe_window=DEDUPE_WINDOW)
+    assert outcome.state is not None and outcome.changed, outcome
+    if outcome.facts:
+        outbox.append([item.event_id, "trades:0:0", outcome.facts])
+    return dump(outcome.state, outbox[-OUTBOX_LIMIT:]), outcome.facts
+
+
+def measure_one(events: int, history: int, accounts_n: int) -> dict[str, Any]:
+    """Microseconds per trade event for each step, on accounts with `history` inputs applied
+    (the first few real trades, the rest only remembered ids, as the dedupe window keeps them)."""
+    accounts = make_accounts("core", "core", 0, accounts_n)
+    mix = TradeMix(accounts, run="core", seed=3)
+    codec = codecs.get_codec("json")
+    values: dict[str, bytes] = {}
+    for a in accounts:
+        values[a.account_id] = codec.dumps(_activated(a.account_id, a.user_id, a.assessment_id))
+    for _ in range(min(history, 10) * len(accounts)):
+        acct, event = mix.next()
+        new, _ = _apply(codec.loads(values[acct]), dumps(event))
+        values[acct] = codec.dumps(new)
+    if history > 10:
+        for a in accounts:
+            state, outbox = load(codec.loads(values[a.account_id]))
+            assert state is not None
+            for i in range(history - 10):
+                state.remember(f"t-history-{a.index}-{i:08d}", DEDUPE_WINDOW)
+            values[a.account_id] = codec.dumps(dump(state, outbox))
+    work = [(acct, dumps(event)) for acct, event in (mix.next() for _ in range(events))]
+
+    names = (
+        "faust_json_decode_value",
+        "state_from_dict",
+        "parse_event",
+        "handle_rules",
+        "state_to_dict",
+        "faust_json_encode_value",
+        "snapshot_and_facts_json",
+    )
+    steps = dict.fromkeys(names, 0.0)
+    value_bytes = 0
+    clock = time.perf_counter
+    for acct, raw in work:
+        stored = values[acct]
+        value_bytes += len(stored)
+        t0 = clock()
+        value = codec.loads(stored)
+        t1 = clock()
+        state, outbox = load(value)
+        t2 = clock()
+        item = parse_trade(loads_object(raw))
+        t3 = clock()
+        outcome = handle(state, item, dedupe_window=DEDUPE_WINDOW)
+        t4 = clock()
+        assert outcome.state is not None
+        if outcome.facts:
+            outbox.append([item.event_id, "trades:0:0", outcome.facts])
+        new = dump(outcome.state, outbox[-OUTBOX_LIMIT:])
+        t5 = clock()
+        encoded = codec.dumps(new)
+        t6 = clock()
+        for fact in outcome.facts:
+            dumps(fact)
+        dumps(snapshot(outcome.state, withdrawal_ids_in(outcome.facts)))
+        t7 = clock()
+        marks = (t0, t1, t2, t3, t4, t5, t6, t7)
+        for i, name in enumerate(names):
+            steps[name] += marks[i + 1] - marks[i]
+        values[acct] = encoded
+    total = sum(steps.values())
+    per_event = {k: round(v / events * 1e6, 1) for k, v in steps.items()}
+    return {
+        "events": events,
+        "history_events_per_account": history,
+        "us_per_event": per_event,
+        "us_per_event_total": round(total / events * 1e6, 1),
+        "events_per_second_core_only": round(events / total) if total else None,
+        "stored_value_bytes_avg": round(value_bytes / events),
+    }
+
+
+def measure(events: int = 5_000) -> dict[str, Any]:
+    """The per-event cost on young accounts, and how it grows with the dedupe window."""
+    young = measure_one(events, 10, max(1, events // 50))
+    growth = {
+        str(h): {
+            "us_per_event_total": r["us_per_event_total"],
+            "stored_value_bytes_avg": r["stored_value_bytes_avg"],
+        }
+        for h in (100, 1_000, 10_000)
+        for r in [measure_one(max(200, events // (h // 10)), h, 20)]
+    }
+    return {**young, "by_applied_events_remembered": growth}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(measure(), indent=2))

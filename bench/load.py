@@ -1,0 +1,161 @@
+"""Accounts and trade events for the benchmarks.
+
+The mix is the trading engine's: every position lives through one `position_opened`, three
+`position_updated` and one `position_closed`, so the events are 20 % opens, 60 % updates and
+20 % closes, interleaved at random across the accounts (each account's own events in order).
+Amounts keep the rules mostly `safe` (exposure at most 3.5 % of a 100K balance against a 5 %
+limit, swings of a few thousand against a 10 % drawdown), as on most real accounts; a few
+status changes still happen.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.events import account_id_for
+
+TIER = "funded-100k"
+
+
+def now_ts() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"
+
+
+@dataclass(frozen=True)
+class Account:
+    index: int
+    assessment_id: str
+    account_id: str
+    user_id: str
+
+
+def make_accounts(run: str, group: str, start: int, count: int) -> list[Account]:
+    out = []
+    for i in range(start, start + count):
+        asm = f"asm-{run}-{group}-{i}"
+        out.append(Account(i, asm, account_id_for(asm), f"usr_{group}_{i}"))
+    return out
+
+
+def assessment(a: Account) -> dict[str, Any]:
+    return {
+        "event_id": f"e-{a.assessment_id}",
+        "assessment_id": a.assessment_id,
+        "user_id": a.user_id,
+        "tier_id": TIER,
+        "status": "passed",
+        "completed_at": now_ts(),
+    }
+
+
+def opened(account_id: str, position_id: str, event_id: str, notional_cents: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "position_opened",
+        "account_id": account_id,
+        "position_id": position_id,
+        "symbol": "EURUSD",
+        "side": "long",
+        "quantity": "2.5",
+        "price": "1.0850",
+        "notional": money(notional_cents),
+        "occurred_at": now_ts(),
+    }
+
+
+def updated(
+    account_id: str, position_id: str, event_id: str, pnl_cents: int, notional_cents: int
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "position_updated",
+        "account_id": account_id,
+        "position_id": position_id,
+        "unrealized_pnl": money(pnl_cents),
+        "notional": money(notional_cents),
+        "occurred_at": now_ts(),
+    }
+
+
+def closed(account_id: str, position_id: str, event_id: str, pnl_cents: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "position_closed",
+        "account_id": account_id,
+        "position_id": position_id,
+        "realized_pnl": money(pnl_cents),
+        "occurred_at": now_ts(),
+    }
+
+
+@dataclass
+class _Lifecycle:
+    """Where one account is in its current position's life."""
+
+    positions: int = 0
+    step: int = 0  # 0 open, 1-3 updates, 4 close
+    notional_cents: int = 0
+
+
+@dataclass
+class TradeMix:
+    """Trade events across `accounts`, 20/60/20 opens/updates/closes, each account in order."""
+
+    accounts: list[Account]
+    run: str
+    seed: int = 7
+    produced: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"opened": 0, "updated": 0, "closed": 0})
+    _rng: random.Random = field(init=False)
+    _life: dict[str, _Lifecycle] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._life = {a.account_id: _Lifecycle() for a in self.accounts}
+
+    def next(self) -> tuple[str, dict[str, Any]]:
+        rng = self._rng
+        account = self.accounts[rng.randrange(len(self.accounts))]
+        acct = account.account_id
+        life = self._life[acct]
+        self.produced += 1
+        event_id = f"t-{self.run}-{self.produced}"
+        position_id = f"p-{life.positions}"
+        if life.step == 0:
+            life.notional_cents = rng.randrange(50_000, 350_000)
+            event = opened(acct, position_id, event_id, life.notional_cents)
+            self.counts["opened"] += 1
+        elif life.step < 4:
+            life.notional_cents = max(10_000, life.notional_cents + rng.randrange(-20_000, 20_001))
+            pnl = rng.randrange(-250_000, 250_001)
+            event = updated(acct, position_id, event_id, pnl, life.notional_cents)
+            self.counts["updated"] += 1
+        else:
+            # A slight edge keeps accounts from drifting into their drawdown limit.
+            event = closed(acct, position_id, event_id, rng.randrange(-100_000, 120_001))
+            self.counts["closed"] += 1
+        life.step += 1
+        if life.step == 5:
+            life.step = 0
+            life.positions += 1
+        return acct, event
+
+    def batch(self, n: int) -> list[tuple[str, str, dict[str, Any]]]:
+        out = []
+        for _ in range(n):
+            acct, event = self.next()
+            out.append(("trades", acct, event))
+        return out
+
+    def mix(self) -> dict[str, float]:
+        total = sum(self.counts.values()) or 1
+        return {k: round(v / total, 3) for k, v in self.counts.items()}
