@@ -373,6 +373,8 @@ class Publisher:
         self.next = {sc.account_id: 0 for sc in scripts}
         self.total = sum(len(sc.inputs) for sc in scripts)
         self.published = 0
+        # How many inputs may be out: a test holds the stream back with it (faults in phases).
+        self.limit = self.total
         self.blocked_rounds = 0
         self.progress_at = time.monotonic()
 
@@ -395,11 +397,21 @@ class Publisher:
     async def run(self, per_round: int = 3, pause: float = 0.08) -> None:
         self.progress_at = time.monotonic()
         while self.published < self.total:
+            room = self.limit - self.published
+            if room <= 0:
+                self.progress_at = time.monotonic()  # held back on purpose: not a stall
+                await asyncio.sleep(pause)
+                continue
             batch: list[tuple[str, str, bytes]] = []
             for sc in self.scripts:
                 i = self.next[sc.account_id]
                 taken = 0
-                while i < len(sc.inputs) and taken < per_round and self._publishable(sc, i):
+                while (
+                    i < len(sc.inputs)
+                    and taken < per_round
+                    and len(batch) < room
+                    and self._publishable(sc, i)
+                ):
                     batch.append((sc.inputs[i].topic, sc.account_id, sc.inputs[i].value))
                     i += 1
                     taken += 1
@@ -555,6 +567,8 @@ def verify(
     for topic, key, value, _ in fact_records:
         assert value is not None and key is not None
         fact = json.loads(value)
+        if fact["account_id"] not in expected:
+            continue  # an account outside the script (the test checks it on its own)
         base = topic[len(prefix) :]
         assert fact["type"] == base and key.decode() == fact["account_id"], (topic, fact)
         first = by_topic[base].get(fact["event_id"])
