@@ -8,11 +8,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.topics import ACCOUNTS_TABLE, TABLE_SOURCE_TOPICS, TIERS, TopicNames
+from app.topics import ACCOUNTS_TABLE, INPUT_TOPICS, TABLE_SOURCE_TOPICS, TIERS, TopicNames
 
 
 class PartitionMismatch(RuntimeError):
-    """A topic that feeds a table exists with another partition count."""
+    """A topic FundedFlow consumes exists with another partition count."""
 
 
 def bootstrap_list(servers: str) -> list[str]:
@@ -34,14 +34,33 @@ async def existing_partition_counts(
     return counts
 
 
+def checked_topics(names: TopicNames) -> list[str]:
+    """Every topic whose partition count must equal TOPIC_PARTITIONS, in checking order.
+
+    The table's changelog and its sources break co-partitioning when they differ. The other
+    input topics (`tiers`, `assessment.completed`) feed no table, but FundedFlow declares every
+    topic it consumes with TOPIC_PARTITIONS, and one that differs means the deployment is not
+    the one configured (a smaller count also caps how many workers share that stream): better
+    a refusal at start naming it than a worker quietly running a layout nobody chose.
+    """
+    bases = dict.fromkeys([*TABLE_SOURCE_TOPICS, *INPUT_TOPICS])  # ordered, no repeats
+    return [*(names.name(b) for b in bases), names.changelog(ACCOUNTS_TABLE)]
+
+
 def check_partitions(counts: Mapping[str, int], names: TopicNames, expected: int) -> None:
-    for topic in [*(names.name(b) for b in TABLE_SOURCE_TOPICS), names.changelog(ACCOUNTS_TABLE)]:
+    table_fed = {names.name(b) for b in TABLE_SOURCE_TOPICS} | {names.changelog(ACCOUNTS_TABLE)}
+    for topic in checked_topics(names):
         found = counts.get(topic)
         if found is not None and found != expected:
+            why = (
+                "the accounts table and every topic feeding it must have the same count "
+                "(co-partitioning)"
+                if topic in table_fed
+                else "every input topic must have the deployment's partition count"
+            )
             raise PartitionMismatch(
                 f"topic {topic!r} has {found} partitions but TOPIC_PARTITIONS is {expected}: "
-                "the accounts table and every topic feeding it must have the same count "
-                "(co-partitioning); recreate the topic or set TOPIC_PARTITIONS to match"
+                f"{why}; recreate the topic or set TOPIC_PARTITIONS to match"
             )
 
 
@@ -51,7 +70,7 @@ async def prepare_topics(
     partitions: int,
     replication_factor: int = 1,
 ) -> None:
-    """Create every FundedFlow topic that is missing; refuse mismatched table sources."""
+    """Create every FundedFlow topic that is missing; refuse mismatched input topics."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_list(bootstrap_servers))
     await admin.start()
     try:

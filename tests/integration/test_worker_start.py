@@ -58,9 +58,17 @@ def test_help_lists_the_commands() -> None:
 
 
 @pytest.mark.parametrize(
-    "base", ["trades", "fundedflow.account-commands", "fundedflow-accounts-changelog"]
+    "base",
+    [
+        "trades",
+        "fundedflow.account-commands",
+        "fundedflow-accounts-changelog",
+        # Inputs that feed no table are refused all the same (CONTRACT.md section 1).
+        "assessment.completed",
+        "tiers",
+    ],
 )
-async def test_worker_refuses_a_table_source_with_other_partitions(
+async def test_worker_refuses_an_input_topic_with_other_partitions(
     services: Services, tmp_path: Path, base: str
 ) -> None:
     prefix = s.uid("mis") + "."

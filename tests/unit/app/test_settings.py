@@ -69,10 +69,43 @@ def test_cli_lists_its_commands() -> None:
 
 def test_partition_mismatch_names_topic_and_counts() -> None:
     names = TopicNames("p.")
-    check_partitions({"p.trades": 8, "p.assessment.completed": 3}, names, 8)
     with pytest.raises(PartitionMismatch) as err:
         check_partitions({"p.trades": 4}, names, 8)
-    assert "'p.trades'" in str(err.value) and "4" in str(err.value) and "8" in str(err.value)
+    assert "'p.trades' has 4 partitions but TOPIC_PARTITIONS is 8" in str(err.value)
+    assert "co-partitioning" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "tiers",
+        "assessment.completed",
+        "trades",
+        "fundedflow.account-commands",
+        "fundedflow.payout-requests",
+    ],
+)
+def test_every_consumed_input_topic_is_checked(base: str) -> None:
+    names = TopicNames("p.")
+    matching = {name: 8 for name in names.all_created()}
+    check_partitions(matching, names, 8)  # the right counts everywhere pass
+    with pytest.raises(PartitionMismatch) as err:
+        check_partitions({**matching, f"p.{base}": 3}, names, 8)
+    assert f"'p.{base}' has 3 partitions but TOPIC_PARTITIONS is 8" in str(err.value)
+
+
+def test_changelog_mismatch_is_refused() -> None:
+    names = TopicNames("p.")
+    with pytest.raises(PartitionMismatch) as err:
+        check_partitions({"p.fundedflow-accounts-changelog": 2}, names, 8)
+    assert "'p.fundedflow-accounts-changelog' has 2 partitions" in str(err.value)
+
+
+def test_topics_not_consumed_as_input_are_not_checked() -> None:
+    # Fact and dead-letter topics are only written (the sink reads facts, keyed by account,
+    # with no table): a downstream team creating one with its own count must not stop us.
+    names = TopicNames("p.")
+    check_partitions({"p.withdrawal.completed": 3, "p.trades.dlq": 1}, names, 8)
 
 
 def test_topic_names_are_prefixed() -> None:
