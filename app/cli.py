@@ -22,15 +22,45 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_worker(settings.with_overrides(**overrides), loglevel=args.loglevel)
 
 
+async def _ensure_schema(database_url: str, schema: str) -> None:
+    """Create the FUNDEDFLOW_DB_SCHEMA schema when it is missing.
+
+    The sink and reconcile only set the search_path, so the schema must exist before the
+    first migration. Existence is looked up first because `CREATE SCHEMA IF NOT EXISTS` still
+    needs the CREATE right on the database, which a role that merely owns the schema may lack.
+    """
+    from sqlalchemy import text
+
+    from app.db import create_engine
+
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            found = await conn.scalar(
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": schema}
+            )
+            if found is None:
+                quoted = '"' + schema.replace('"', '""') + '"'
+                await conn.execute(text(f"CREATE SCHEMA {quoted}"))
+    finally:
+        await engine.dispose()
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from app.db import downgrade, migrate
 
+    # The same schema the sink writes to and reconcile reads from, or the migrated tables and
+    # the ones the worker uses would be different tables.
+    schema = settings.db_schema
+    where = f" (schema {schema})" if schema else ""
     if args.down:
-        downgrade(settings.database_url, args.revision or "base")
-        print(f"database downgraded to {args.revision or 'base'}")
+        downgrade(settings.database_url, args.revision or "base", schema=schema)
+        print(f"database downgraded to {args.revision or 'base'}{where}")
     else:
-        migrate(settings.database_url, args.revision or "head")
-        print(f"database migrated to {args.revision or 'head'}")
+        if schema:
+            asyncio.run(_ensure_schema(settings.database_url, schema))
+        migrate(settings.database_url, args.revision or "head", schema=schema)
+        print(f"database migrated to {args.revision or 'head'}{where}")
     return 0
 
 
@@ -63,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--loglevel", default="info", help="log level (default info)")
     w.set_defaults(func=_worker)
 
-    m = sub.add_parser("migrate", help="apply the database migrations (Alembic)")
+    m = sub.add_parser(
+        "migrate",
+        help="apply the database migrations (Alembic), in FUNDEDFLOW_DB_SCHEMA when it is set",
+    )
     m.add_argument("revision", nargs="?", default=None, help="target revision (default head)")
     m.add_argument("--down", action="store_true", help="downgrade instead (default to base)")
     m.set_defaults(func=_migrate)

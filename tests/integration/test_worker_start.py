@@ -9,16 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.kafka_admin import existing_partition_counts
 from domain.tiers import default_catalog
 from tests.integration import streams as s
-from tests.integration.conftest import Services
+from tests.integration.conftest import Services, pg_dsn
 from tests.integration.harness import REPO, Kafka, worker_env
 from tests.support import free_port
 
@@ -186,3 +188,42 @@ async def test_tiers_seed_refuses_a_file_with_a_bad_tier(
     assert "published" not in out.stdout
     # Nothing published, not even the good tier before the bad one.
     assert await Kafka(services, prefix).read_all(["tiers"]) == []
+
+
+async def test_migrate_works_in_the_configured_schema(services: Services) -> None:
+    """`fundedflow migrate` builds (and removes) the tables where the sink will look for them."""
+    schema = f"cli_{uuid.uuid4().hex[:12]}"  # missing on purpose: migrate creates it
+    env = worker_env(services, s.uid("mig") + ".", FUNDEDFLOW_DB_SCHEMA=schema)
+
+    async def tables() -> set[str]:
+        conn = await asyncpg.connect(pg_dsn(services))
+        try:
+            rows = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+            )
+            return {r["table_name"] for r in rows}
+        finally:
+            await conn.close()
+
+    try:
+        up = await asyncio.to_thread(run_cli, env, "migrate")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"(schema {schema})" in up.stdout
+        assert {
+            "funded_accounts",
+            "funded_virtual_accounts",
+            "withdrawals",
+            "account_events",
+            "alembic_version",
+        } <= await tables()
+        again = await asyncio.to_thread(run_cli, env, "migrate")  # already at head: no-op
+        assert again.returncode == 0, again.stdout + again.stderr
+        down = await asyncio.to_thread(run_cli, env, "migrate", "--down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert await tables() <= {"alembic_version"}
+    finally:
+        conn = await asyncpg.connect(pg_dsn(services))
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
