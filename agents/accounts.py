@@ -103,7 +103,8 @@ class AccountProcessor:
                 self.ff, base, event, f"key_mismatch: key {key!r} is not account_id {account_id!r}"
             )
             return
-        state, outbox = load(self.table.get(account_id))
+        # From the store itself: Table.get asks `in` and then reads, two RocksDB lookups.
+        state, outbox = load(self.table.data.get(account_id))
         source = f"{msg.topic}:{msg.partition}:{msg.offset}"
         outcome = handle(state, item, dedupe_window=self.ff.settings.dedupe_window)
         self.processed += 1

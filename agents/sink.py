@@ -1,13 +1,14 @@
 """The PostgreSQL sink: the database follows the stream, never leads it.
 
-One agent consumes the account snapshots (`fundedflow.account-snapshots`, sent by the account
-agent after every applied change) and the ten fact topics, in batches of up to 500 records or
+A task of every worker consumes, in a consumer group of its own (`SinkConsumer`), the account
+snapshots (`fundedflow.account-snapshots`, sent by the account agent after every applied change)
+and the ten fact topics, in batches of up to 500 records or
 200 ms, whichever comes first. Each batch is collapsed to the newest version of every row and
 written in one transaction (`app.sink_db`): upserts that only take a newer `version`, and
 `account_events` inserted once per `event_id`.
 
-Nothing is lost to an outage: the events of a batch are acknowledged only after its
-transaction has committed, so Faust commits their offsets only then. A failed write is logged,
+Nothing is lost to an outage: the offsets of a batch are committed only after its
+transaction has. A failed write is logged,
 counted, and tried again with the same batch after a back-off (0.5 s doubling to 5 s) until it
 succeeds; the sink is delayed while the database is away and catches up by itself after.
 A record that cannot be read at all (not JSON, fields missing) is logged, counted as
@@ -39,11 +40,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import faust
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from app.faust_app import FundedFlow
+from app.kafka_admin import bootstrap_list
 from app.sink_db import SNAPSHOT, Batch, SinkDatabase, SinkRecord, collapse
 from app.topics import ACCOUNT_SNAPSHOTS, FACT_TOPICS
 
@@ -166,35 +169,148 @@ def topic_kinds(ff: FundedFlow) -> dict[str, str]:
     return kinds
 
 
+class SinkConsumer:
+    """Reads the sink's topics with a Kafka consumer of its own group and feeds `SinkWriter`.
+
+    Why not a Faust agent on the worker's consumer: Faust hands the records one worker fetched
+    to its agents one at a time, in fetch order (`faust/transport/consumer.py`,
+    `_drain_messages`). While the account agent works through a backlog of trades, the
+    snapshots and facts it produced wait behind trades fetched before them, so the database
+    fell behind by as long as the backlog took to work off (a minute after a 100,000-event
+    burst, docs/performance.md). With its own group the sink reads its records as they arrive,
+    and the stream consumer no longer fetches the sink's eleven topics.
+
+    The guarantees are unchanged: offsets are committed only after the batch's transaction
+    has; a rebalance in between makes the new owner read the batch again, which the upserts
+    (newer versions only) and `ON CONFLICT DO NOTHING` make harmless.
+    """
+
+    def __init__(self, ff: FundedFlow, writer: SinkWriter, kinds: dict[str, str]) -> None:
+        self.ff = ff
+        self.writer = writer
+        self.kinds = kinds
+        self.consumer: AIOKafkaConsumer | None = None
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        conf = self.ff.app.conf
+        return AIOKafkaConsumer(
+            *self.kinds,
+            bootstrap_servers=bootstrap_list(self.ff.settings.kafka_bootstrap_servers),
+            group_id=self.ff.names.sink_group,
+            client_id=f"{self.ff.names.sink_group}-{id(self):x}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=MAX_BATCH,
+            session_timeout_ms=int(conf.broker_session_timeout * 1000),
+            heartbeat_interval_ms=int(conf.broker_heartbeat_interval * 1000),
+            # A database outage keeps the loop in `SinkWriter.write` without polling; past
+            # this the consumer leaves its group and, on return, reads the batch again.
+            max_poll_interval_ms=600_000,
+        )
+
+    async def take(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
+        """Up to MAX_BATCH records, or what came within BATCH_WITHIN of the first one."""
+        loop = asyncio.get_running_loop()
+        batch: list[ConsumerRecord[bytes, bytes]] = []
+        deadline: float | None = None
+        while len(batch) < MAX_BATCH:
+            wait = 1.0 if deadline is None else deadline - loop.time()
+            if wait <= 0:
+                break
+            got = await consumer.getmany(
+                timeout_ms=int(wait * 1000), max_records=MAX_BATCH - len(batch)
+            )
+            for records in got.values():
+                batch.extend(records)
+            if not batch:
+                return batch
+            if deadline is None:
+                deadline = loop.time() + BATCH_WITHIN
+        return batch
+
+    async def commit(
+        self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took some partitions while the batch was written: their new owner
+            # reads those records again (harmless). Keep what is still ours moving.
+            mine = consumer.assignment()
+            kept = {tp: o for tp, o in offsets.items() if tp in mine}
+            log.warning(
+                "sink: commit after a rebalance (%s); committing %d of %d",
+                exc,
+                len(kept),
+                len(offsets),
+            )
+            if kept:
+                try:
+                    await consumer.commit(kept)
+                except (CommitFailedError, IllegalStateError) as again:
+                    log.warning(
+                        "sink: commit failed again, the batch will be read again: %s", again
+                    )
+
+    async def run(self) -> None:
+        while True:
+            consumer = self.consumer = self._new_consumer()
+            try:
+                await consumer.start()
+                while True:
+                    records = await self.take(consumer)
+                    if not records:
+                        continue
+                    await self.writer.write(
+                        [
+                            SinkRecord(
+                                self.kinds[r.topic],
+                                r.value,
+                                r.timestamp / 1000.0 if r.timestamp is not None else None,
+                            )
+                            for r in records
+                        ]
+                    )
+                    await self.commit(consumer, records)
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                # Uncommitted records are read again by whoever owns them next.
+                log.error("sink: Kafka consumer failed, starting a new one in 1s: %r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+                self.consumer = None
+
+
 def register(ff: FundedFlow) -> None:
     kinds = topic_kinds(ff)
-    channel = ff.app.topic(*kinds, partitions=ff.settings.topic_partitions)
     metrics = ff.extras["sink_metrics"] = new_metrics()
     store = SinkDatabase(ff.settings.database_url, ff.settings.db_schema)
     writer = SinkWriter(store, metrics)
     ff.extras["sink_writer"] = writer
+    reader = SinkConsumer(ff, writer, kinds)
+    running: list[asyncio.Task[None]] = []
 
-    @ff.app.agent(channel, name="sink")
-    async def sink(stream: faust.StreamT[bytes]) -> None:
-        concrete = cast("faust.Stream[bytes]", stream)
-        # noack_take: the events are acknowledged here, after the commit, and never by Faust
-        # on the way out of a batch (a stop during an outage must not commit offsets).
-        async for taken in concrete.noack_take(MAX_BATCH, within=BATCH_WITHIN):
-            events = cast("list[faust.types.EventT[bytes]]", taken)
-            await writer.write(
-                [
-                    SinkRecord(kinds[e.message.topic], e.message.value, e.message.timestamp or None)
-                    for e in events
-                ]
-            )
-            for e in events:
-                await stream.ack(e)
+    @ff.app.task  # type: ignore[untyped-decorator]
+    async def sink() -> None:
+        task = asyncio.ensure_future(reader.run())
+        running.append(task)
+        await asyncio.gather(task, return_exceptions=True)
 
-    async def close_pool(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Sent after the streams are done: no batch is being written any more.
+    async def stop_sink(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The batch being written is abandoned uncommitted (read again after the restart);
+        # only then is the pool closed under it.
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await store.close()
 
-    ff.app.on_before_shutdown.connect(close_pool)  # type: ignore[arg-type]
+    ff.app.on_before_shutdown.connect(stop_sink)  # type: ignore[arg-type]
 
     @ff.app.timer(LAG_REFRESH_SECONDS, name="sink_lag")  # type: ignore[untyped-decorator]
     async def sink_lag() -> None:

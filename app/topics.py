@@ -54,6 +54,11 @@ class TopicNames:
     def app_id(self) -> str:
         return f"{self.prefix}fundedflow"
 
+    @property
+    def sink_group(self) -> str:
+        """The PostgreSQL sink's own consumer group (see agents/sink.py for why it has one)."""
+        return f"{self.app_id}-sink"
+
     def changelog(self, table: str) -> str:
         """Faust's name for a table's changelog topic."""
         return f"{self.app_id}-{table}-changelog"

@@ -85,7 +85,10 @@ async def behind(services: Services, prefix: str, bases: Iterable[str]) -> dict[
     try:
         counts = await existing_partition_counts(admin, topics)
         tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        # The stream topics are the worker group's; the sink reads its own in a group of its
+        # own (agents/sink.py).
         committed = await admin.list_consumer_group_offsets(f"{prefix}fundedflow")
+        committed.update(await admin.list_consumer_group_offsets(f"{prefix}fundedflow-sink"))
     finally:
         await admin.close()
     if not tps:
