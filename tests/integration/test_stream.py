@@ -113,27 +113,43 @@ async def test_trades_move_balances_and_repeats_change_nothing(
 ) -> None:
     acct = await activate(kafka, worker)
     open_p1 = s.opened(acct, "p-1", "2000.00")
-    up = s.updated(acct, "p-1", "-1250.00", notional="1900.00")
+    older_update = s.updated(acct, "p-1", "-1250.00", notional="1900.00")
+    close_p2 = s.closed(acct, "p-2", "500.25")
     await kafka.send_many(
         [
             ("trades", acct, open_p1),
-            ("trades", acct, up),
+            ("trades", acct, older_update),
             ("trades", acct, s.opened(acct, "p-2", "3000.00")),
-            ("trades", acct, s.closed(acct, "p-2", "500.25")),
-            ("trades", acct, up),
+            ("trades", acct, close_p2),
+            ("trades", acct, s.updated(acct, "p-1", "-800.00", notional="1950.00")),
+            # The engine opens a new position under the closed one's id (the contract does
+            # not make position ids unique forever), so a repeated close has a target.
+            ("trades", acct, s.opened(acct, "p-2", "1000.00")),
+            # Redeliveries: without the dedupe window the close would book its 500.25 a
+            # second time (and close the new p-2), the older update would put p-1 back to
+            # -1,250.00, and the repeated open would be dead-lettered as a duplicate position.
+            ("trades", acct, close_p2),
+            ("trades", acct, older_update),
             ("trades", acct, open_p1),
+            # Same partition, so once this marker is applied every redelivery before it was.
+            ("trades", acct, s.opened(acct, "p-3", "10.00")),
         ]
     )
-    st = await account_state(
-        kafka, acct, "trades applied", check=lambda st: st.closed_positions_count == 1
-    )
-    await asyncio.sleep(2)
-    st = await account_state(kafka, acct)
+    st = await account_state(kafka, acct, "trades applied", check=lambda st: "p-3" in st.positions)
+    assert st.closed_positions_count == 1
     assert st.realized_pnl_cents == 500_25
-    assert st.unrealized_pnl_cents == -1250_00
-    assert st.current_balance_cents == 100_000_00 + 500_25 - 1250_00
-    assert st.peak_balance_cents == 100_000_00 + 0  # 100,500.25 after the close was never reached
-    assert list(st.positions) == ["p-1"] and st.positions["p-1"].notional_cents == 1900_00
+    assert st.unrealized_pnl_cents == -800_00
+    assert st.current_balance_cents == 100_000_00 + 500_25 - 800_00
+    # The highest balance was 99,700.25 (after the newer update): never above the start.
+    assert st.peak_balance_cents == 100_000_00
+    assert sorted(st.positions) == ["p-1", "p-2", "p-3"]
+    assert st.positions["p-1"].notional_cents == 1950_00
+    assert st.positions["p-1"].unrealized_pnl_cents == -800_00
+    assert st.positions["p-2"].notional_cents == 1000_00
+    # A repeat is not bad input: it is dropped quietly, never dead-lettered.
+    await asyncio.sleep(1)
+    dead = [v for v, _ in await kafka.dead_letters("trades") if v and acct.encode() in v]
+    assert dead == []
 
 
 async def test_drawdown_breach_closes_and_rejects_pending(kafka: Kafka, worker: Worker) -> None:
