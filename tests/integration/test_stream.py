@@ -219,26 +219,59 @@ async def test_drawdown_breach_closes_and_rejects_pending(kafka: Kafka, worker: 
 
 async def test_risk_per_trade_breach(kafka: Kafka, worker: Worker) -> None:
     acct = await activate(kafka, worker)
-    # 5 % of 100,000.00 is 5,000.00: a bit more is a violation.
+    # Profit first (withdrawable 8,000.00) so a large withdrawal can wait for review.
     await kafka.send_many(
         [
-            ("trades", acct, s.opened(acct, "p-1", "4000.00")),
-            ("trades", acct, s.opened(acct, "p-2", "5000.01")),
+            ("trades", acct, s.opened(acct, "p-0", "1000.00")),
+            ("trades", acct, s.closed(acct, "p-0", "10000.00")),
+        ]
+    )
+    await account_state(kafka, acct, "profit", check=lambda st: st.closed_positions_count == 1)
+    wid = s.uid("w")
+    await kafka.send("fundedflow.account-commands", acct, s.request(acct, wid, 1000_00))
+    st = await account_state(
+        kafka, acct, "pending withdrawal", check=lambda st: wid in st.withdrawals
+    )
+    assert st.withdrawals[wid].status == "pending"  # 1,000.00 is the first reviewed amount
+    # 5 % of 110,000.00 is 5,500.00: 4,400.00 is at 0.8 of it (warning), a cent past it breaks.
+    breach = s.opened(acct, "p-2", "5500.01")
+    await kafka.send_many(
+        [
+            ("trades", acct, s.opened(acct, "p-1", "4400.00")),
+            ("trades", acct, breach),
         ]
     )
     st = await account_state(kafka, acct, "closure", check=lambda st: st.status == "closed")
     assert st.closure_reason == "rule_violation:risk_per_trade"
-    await asyncio.sleep(1)
+    assert st.withdrawals[wid].status == "rejected"
+    assert st.withdrawals[wid].rejection_reason == "account_closed"
+    await asyncio.sleep(1.5)
     facts = [
         f
-        for f in await kafka.facts("rules.status-changed", "rules.violation-detected")
+        for f in await kafka.facts(
+            "rules.status-changed",
+            "rules.violation-detected",
+            "funded-account.closed",
+            "withdrawal.rejected",
+        )
         if f["account_id"] == acct
     ]
     assert [
-        (f["previous_status"], f["status"]) for f in facts if f["type"] == "rules.status-changed"
+        (f["previous_status"], f["status"])
+        for f in facts
+        if f["type"] == "rules.status-changed" and f["rule"] == "risk_per_trade"
     ] == [("safe", "warning"), ("warning", "violation")]
+    rest = sorted(f["type"] for f in facts if f["type"] != "rules.status-changed")
+    assert rest == ["funded-account.closed", "rules.violation-detected", "withdrawal.rejected"]
     v = next(f for f in facts if f["type"] == "rules.violation-detected")
     assert v["rule"] == "risk_per_trade" and v["value"] == "0.0500"
+    assert v["threshold"] == "0.0500" and v["trigger_event_id"] == breach["event_id"]
+    closed = next(f for f in facts if f["type"] == "funded-account.closed")
+    assert closed["reason"] == "rule_violation:risk_per_trade"
+    assert closed["current_balance"] == "110000.00" and closed["user_id"] == "usr_1"
+    assert closed["closed_at"] == breach["occurred_at"]
+    rejected = next(f for f in facts if f["type"] == "withdrawal.rejected")
+    assert rejected["withdrawal_id"] == wid and rejected["reason"] == "account_closed"
 
 
 async def profitable(kafka: Kafka, worker: Worker, profit: str = "10000.00") -> str:
