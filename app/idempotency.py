@@ -6,10 +6,12 @@ nothing new: the account agent sees the same withdrawal again and answers with i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,6 +22,10 @@ from app.codec import dumps
 log = logging.getLogger(__name__)
 
 TTL_SECONDS = 24 * 3600
+# Each call is bounded on top of the client's socket timeouts (which redis-py may retry): the
+# owner's whole answer has a budget that the forwarding worker's timeout is derived from
+# (views/budget.py), and a slow Redis must not eat into it unboundedly.
+CALL_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,23 @@ class StoredAnswer:
 
 
 def fingerprint(route: str, body: dict[str, Any]) -> str:
-    canonical = dumps({"route": route, "body": body})
-    return hashlib.sha256(canonical).hexdigest()
+    """The same route and body give the same print whatever the order of the body's keys:
+    a client that rebuilds its JSON object for a retry is still repeating itself."""
+    canonical = json.dumps(
+        {"route": route, "body": body},
+        default=_canonical_default,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical_default(obj: object) -> str:
+    # The decimals of a parsed body (app.codec keeps fractions as Decimal, never float).
+    if isinstance(obj, Decimal):
+        return str(obj)
+    raise TypeError(f"cannot fingerprint {type(obj).__name__}")
 
 
 class IdempotencyStore:
@@ -45,8 +66,10 @@ class IdempotencyStore:
 
     async def get(self, user_id: str, key: str) -> StoredAnswer | None:
         try:
-            raw = await self._redis.get(self._key(user_id, key))
-        except (RedisError, OSError) as exc:
+            raw = await asyncio.wait_for(
+                self._redis.get(self._key(user_id, key)), CALL_TIMEOUT_SECONDS
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
             log.warning("idempotency store unavailable: %s", exc)
             return None
@@ -61,7 +84,10 @@ class IdempotencyStore:
         )
         try:
             # NX: the first answer stays the answer.
-            await self._redis.set(self._key(user_id, key), value, ex=TTL_SECONDS, nx=True)
-        except (RedisError, OSError) as exc:
+            await asyncio.wait_for(
+                self._redis.set(self._key(user_id, key), value, ex=TTL_SECONDS, nx=True),
+                CALL_TIMEOUT_SECONDS,
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
             log.warning("idempotency store unavailable: %s", exc)

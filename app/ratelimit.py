@@ -6,6 +6,7 @@ down would be worse than a minute without limits. The event is logged and counte
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -14,6 +15,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+
+# Bounds the whole check, retries included: it is part of the owner's answer budget, from which
+# the forwarding worker's timeout is derived (views/budget.py).
+CALL_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,8 @@ class RateLimiter:
             pipe = self._redis.pipeline()
             pipe.incr(key)
             pipe.expire(key, 120)
-            count, _ = await pipe.execute()
-        except (RedisError, OSError) as exc:
+            count, _ = await asyncio.wait_for(pipe.execute(), CALL_TIMEOUT_SECONDS)
+        except (RedisError, OSError, TimeoutError) as exc:
             self.redis_failures += 1
             log.warning("rate limit not enforced, Redis unavailable: %s", exc)
             return Verdict(True)

@@ -17,12 +17,13 @@ from typing import Any
 from aiohttp import web
 from faust.web import View
 
-from app.idempotency import StoredAnswer, fingerprint
+from app.idempotency import fingerprint
 from domain.account import Reply
 from domain.events import RequestWithdrawal
 from domain.ids import withdrawal_id_for
 from domain.money import InvalidAmount, parse_money
-from views.commands import settled, submit, watch_withdrawal
+from views.budget import Deadline
+from views.commands import settled, submit, unwatch, watch_withdrawal
 from views.context import WebContext
 from views.http import (
     ApiError,
@@ -32,6 +33,7 @@ from views.http import (
     read_json_object,
     unavailable,
 )
+from views.replay import key_reused, remember, replay, request_key
 from views.routing import at_owner, forward, is_local, owner_url
 
 SUMMARY_FIELDS = (
@@ -60,15 +62,6 @@ def reply_answer(reply: Reply | None) -> tuple[int, dict[str, Any]]:
     if reply.accepted:
         return 201, reply.to_wire()
     return REFUSAL_STATUS.get(reply.code or "", 422), reply.to_wire()
-
-
-def _is_utf8(text: str) -> bool:
-    """False for header text aiohttp decoded with surrogate escapes (bytes that are not UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _string_field(body: dict[str, Any], name: str) -> str:
@@ -165,35 +158,38 @@ def register(ctx: WebContext) -> None:
                 # Counted here, at the owner, so a forwarded request is counted once.
                 await ctx.rate_limit(principal)
                 body = await read_json_object(request)
-                key = request.headers.get("Idempotency-Key")
-                if key is not None and not _is_utf8(key):
-                    raise ApiError(400, "invalid_request", "'Idempotency-Key' must be UTF-8 text")
-                print_ = fingerprint(request.path, body)
-                if key is not None:
-                    stored = await ctx.idempotency.get(principal.user_id, key)
-                    if stored is not None:
-                        if stored.fingerprint != print_:
-                            raise ApiError(
-                                409,
-                                "idempotency_key_reused",
-                                "this Idempotency-Key was used with another request body",
-                            )
-                        return json_response(stored.body, stored.status)
+                key = request_key(request)
                 amount_cents = _amount(body)
                 payment_method = _string_field(body, "payment_method")
                 destination = _string_field(body, "destination")
+                # The request as understood, not its JSON text: key order, "250" against
+                # "250.00" or an unknown extra field do not make it another request.
+                print_ = fingerprint(
+                    request.path,
+                    {
+                        "amount_cents": amount_cents,
+                        "payment_method": payment_method,
+                        "destination": destination,
+                    },
+                )
+                replayed = await replay(ctx, principal, key, print_)
+                if replayed is not None:
+                    return replayed
                 state = ctx.visible_account(account_id, principal)
                 wid = withdrawal_id_for(account_id, principal.user_id, key)
                 existing = state.withdrawals.get(wid)
                 if existing is not None:
-                    # The key was used before (and its answer is not in Redis).
-                    if existing.amount_cents != amount_cents:
-                        raise ApiError(
-                            409,
-                            "idempotency_key_reused",
-                            "this Idempotency-Key was used with another request body",
-                        )
-                    return json_response({"withdrawal": existing.to_wire(account_id)}, 201)
+                    # The key was used before and Redis lost its answer: the withdrawal the key
+                    # names is the first request's, so the whole request must match it.
+                    if (existing.amount_cents, existing.payment_method, existing.destination) != (
+                        amount_cents,
+                        payment_method,
+                        destination,
+                    ):
+                        raise key_reused()
+                    answer = {"withdrawal": existing.to_wire(account_id)}
+                    await remember(ctx, principal, key, print_, 201, answer)
+                    return json_response(answer, 201)
                 cmd = RequestWithdrawal(
                     event_id=f"request:{wid}",
                     account_id=account_id,
@@ -204,18 +200,19 @@ def register(ctx: WebContext) -> None:
                     destination=destination,
                     requested_at=datetime.now(UTC),
                 )
+                deadline = Deadline.start()
                 watcher = watch_withdrawal(ctx.ff, wid)
-                outcome = await submit(ctx.ff, cmd)
-                status, answer = reply_answer(outcome.reply)
-                withdrawal = answer.get("withdrawal")
-                if withdrawal is not None and withdrawal["status"] == "approved":
-                    done = await settled(ctx.ff, wid, watcher)
-                    if done is not None:
-                        answer = {"withdrawal": done}
-                if key is not None:
-                    await ctx.idempotency.put(
-                        principal.user_id, key, StoredAnswer(print_, status, answer)
-                    )
+                try:
+                    outcome = await submit(ctx.ff, cmd, deadline)
+                    status, answer = reply_answer(outcome.reply)
+                    withdrawal = answer.get("withdrawal")
+                    if withdrawal is not None and withdrawal["status"] == "approved":
+                        done = await settled(ctx.ff, wid, watcher, deadline)
+                        if done is not None:
+                            answer = {"withdrawal": done}
+                finally:
+                    unwatch(ctx.ff, wid, watcher)
+                await remember(ctx, principal, key, print_, status, answer)
                 return json_response(answer, status)
 
             return await at_owner(ctx.ff, request, account_id, local)

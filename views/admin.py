@@ -1,4 +1,7 @@
-"""Admin routes: the pending queue, approval (with the re-check) and rejection."""
+"""Admin routes: the pending queue, approval (with the re-check) and rejection.
+
+The decisions take an Idempotency-Key, scoped to the admin, as /withdraw does (views/replay.py).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,16 @@ from typing import Any
 from aiohttp import web
 from faust.web import View
 
+from app.auth import Principal
+from app.idempotency import fingerprint
 from domain.events import ApproveWithdrawal, RejectWithdrawal
 from domain.ids import account_of_withdrawal
 from views.accounts import fetch_from_owner, reply_answer
-from views.commands import settled, submit, watch_withdrawal
+from views.budget import Deadline
+from views.commands import settled, submit, unwatch, watch_withdrawal
 from views.context import WebContext
 from views.http import ApiError, api, json_response, page, read_json_object, require_admin
+from views.replay import key_digest, key_reused, remember, replay, request_key
 from views.routing import at_owner
 
 MAX_REASON = 500
@@ -26,6 +33,14 @@ def _owner_of(withdrawal_id: str) -> str:
     if account_id is None:
         raise ApiError(404, "not_found", "withdrawal not found")
     return account_id
+
+
+def _decision_event_id(verb: str, withdrawal_id: str, principal: Principal, key: str | None) -> str:
+    """The command's event id. With an Idempotency-Key it is derived from (admin, key), so a
+    repeat is the same command to the account agent, which applies it once (its dedupe window)
+    even when Redis lost the first answer; without a key each request is a new decision."""
+    suffix = uuid.uuid4().hex if key is None else key_digest(principal.user_id, key)
+    return f"{verb}:{withdrawal_id}:{suffix}"
 
 
 def register(ctx: WebContext) -> None:
@@ -87,24 +102,37 @@ def register(ctx: WebContext) -> None:
 
             async def local() -> web.Response:
                 await ctx.rate_limit(principal)
+                key = request_key(request)
+                # An approval has no parameters and its body is ignored: the request is its
+                # route (which names the withdrawal), so another body is the same request.
+                print_ = fingerprint(request.path, {})
+                replayed = await replay(ctx, principal, key, print_)
+                if replayed is not None:
+                    return replayed
                 state = ctx.account(account_id)
                 if state is None or withdrawal_id not in state.withdrawals:
                     raise ApiError(404, "not_found", "withdrawal not found")
-                watcher = watch_withdrawal(ctx.ff, withdrawal_id)
                 cmd = ApproveWithdrawal(
-                    event_id=f"approve:{withdrawal_id}:{uuid.uuid4().hex}",
+                    event_id=_decision_event_id("approve", withdrawal_id, principal, key),
                     account_id=account_id,
                     withdrawal_id=withdrawal_id,
                     admin_id=principal.user_id,
                     at=datetime.now(UTC),
                 )
-                status, answer = reply_answer((await submit(ctx.ff, cmd)).reply)
-                withdrawal = answer.get("withdrawal")
-                if withdrawal is not None and withdrawal["status"] == "approved":
-                    done = await settled(ctx.ff, withdrawal_id, watcher)
-                    if done is not None:
-                        answer = {"withdrawal": done}
-                return json_response(answer, 200 if status == 201 else status)
+                deadline = Deadline.start()
+                watcher = watch_withdrawal(ctx.ff, withdrawal_id)
+                try:
+                    status, answer = reply_answer((await submit(ctx.ff, cmd, deadline)).reply)
+                    withdrawal = answer.get("withdrawal")
+                    if withdrawal is not None and withdrawal["status"] == "approved":
+                        done = await settled(ctx.ff, withdrawal_id, watcher, deadline)
+                        if done is not None:
+                            answer = {"withdrawal": done}
+                finally:
+                    unwatch(ctx.ff, withdrawal_id, watcher)
+                status = 200 if status == 201 else status
+                await remember(ctx, principal, key, print_, status, answer)
+                return json_response(answer, status)
 
             return await at_owner(ctx.ff, request, account_id, local)
 
@@ -118,6 +146,7 @@ def register(ctx: WebContext) -> None:
             async def local() -> web.Response:
                 await ctx.rate_limit(principal)
                 body = await read_json_object(request)
+                key = request_key(request)
                 reason = body.get("reason")
                 if reason is not None and not isinstance(reason, str):
                     raise ApiError(400, "invalid_request", "'reason' must be a string")
@@ -125,19 +154,31 @@ def register(ctx: WebContext) -> None:
                     raise ApiError(
                         422, "invalid_reason", f"'reason' is required, 1 to {MAX_REASON} characters"
                     )
+                print_ = fingerprint(request.path, {"reason": reason})
+                replayed = await replay(ctx, principal, key, print_)
+                if replayed is not None:
+                    return replayed
                 state = ctx.account(account_id)
                 if state is None or withdrawal_id not in state.withdrawals:
                     raise ApiError(404, "not_found", "withdrawal not found")
+                event_id = _decision_event_id("reject", withdrawal_id, principal, key)
+                current = state.withdrawals[withdrawal_id]
+                if state.has_applied(event_id) and current.rejection_reason != reason:
+                    # This key rejected the withdrawal before (Redis lost the answer), and with
+                    # another reason: not a repeat of that request.
+                    raise key_reused()
                 cmd = RejectWithdrawal(
-                    event_id=f"reject:{withdrawal_id}:{uuid.uuid4().hex}",
+                    event_id=event_id,
                     account_id=account_id,
                     withdrawal_id=withdrawal_id,
                     admin_id=principal.user_id,
                     reason=reason,
                     at=datetime.now(UTC),
                 )
-                status, answer = reply_answer((await submit(ctx.ff, cmd)).reply)
-                return json_response(answer, 200 if status == 201 else status)
+                status, answer = reply_answer((await submit(ctx.ff, cmd, Deadline.start())).reply)
+                status = 200 if status == 201 else status
+                await remember(ctx, principal, key, print_, status, answer)
+                return json_response(answer, status)
 
             return await at_owner(ctx.ff, request, account_id, local)
 

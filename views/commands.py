@@ -1,7 +1,8 @@
 """Sending a command to the account agent and waiting, boundedly, for what it decided.
 
 Only the worker that owns the account sends (see views/routing.py), so the agent that applies
-the command runs in this process and resolves the future registered here.
+the command runs in this process and resolves the future registered here. Every wait here comes
+out of the request's `Deadline` (views/budget.py), which the forwarding worker outlasts.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from app.codec import dumps
 from app.faust_app import FundedFlow
 from app.topics import ACCOUNT_COMMANDS
 from domain.account import Outcome
+from views.budget import DECISION_TIMEOUT_SECONDS, Deadline
 from views.http import unavailable
-
-DECISION_TIMEOUT_SECONDS = 10.0
-PAYOUT_TIMEOUT_SECONDS = 20.0
 
 
 class WireCommand(Protocol):
@@ -53,26 +52,40 @@ def watch_withdrawal(ff: FundedFlow, withdrawal_id: str) -> asyncio.Future[dict[
     return fut
 
 
+def unwatch(ff: FundedFlow, withdrawal_id: str, fut: asyncio.Future[dict[str, Any]]) -> None:
+    """Drop a watcher nobody waits on any more (the request ended before the payout)."""
+    _forget(ff, "withdrawal_watchers", withdrawal_id, fut)
+
+
 async def settled(
-    ff: FundedFlow, withdrawal_id: str, fut: asyncio.Future[dict[str, Any]]
+    ff: FundedFlow, withdrawal_id: str, fut: asyncio.Future[dict[str, Any]], deadline: Deadline
 ) -> dict[str, Any] | None:
+    """The settled withdrawal, or None when the budget ran out first (the answer then says
+    `approved`: the honest state while the transfer is in flight)."""
     try:
-        return await asyncio.wait_for(asyncio.shield(fut), PAYOUT_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(asyncio.shield(fut), deadline.remaining())
     except TimeoutError:
         return None
     finally:
         _forget(ff, "withdrawal_watchers", withdrawal_id, fut)
 
 
-async def submit(ff: FundedFlow, cmd: WireCommand) -> Outcome:
-    """Send the command and wait for the account agent's outcome (503 when it takes too long)."""
+async def submit(ff: FundedFlow, cmd: WireCommand, deadline: Deadline) -> Outcome:
+    """Send the command and wait for the account agent's outcome (503 when it takes too long).
+
+    The send and the decision share at most DECISION_TIMEOUT_SECONDS of the deadline."""
     _, fut = _futures(ff, "waiters", cmd.event_id)
+    decision = Deadline(min(deadline.at, Deadline.start(DECISION_TIMEOUT_SECONDS).at))
     try:
-        sent = await ff.topic(ACCOUNT_COMMANDS).send(
-            key=cmd.account_id.encode(), value=dumps(cmd.to_wire()), force=True
+        # Handing the message to the producer may itself wait (metadata, a full buffer).
+        sent = await asyncio.wait_for(
+            ff.topic(ACCOUNT_COMMANDS).send(
+                key=cmd.account_id.encode(), value=dumps(cmd.to_wire()), force=True
+            ),
+            decision.remaining(),
         )
-        await asyncio.wait_for(sent, DECISION_TIMEOUT_SECONDS)
-        result: Outcome = await asyncio.wait_for(asyncio.shield(fut), DECISION_TIMEOUT_SECONDS)
+        await asyncio.wait_for(sent, decision.remaining())
+        result: Outcome = await asyncio.wait_for(asyncio.shield(fut), decision.remaining())
         return result
     except TimeoutError:
         raise unavailable(

@@ -412,7 +412,6 @@ ACCOUNT_NOT_FOUND = _err(
 WITHDRAWAL_NOT_FOUND = _err(
     "No such withdrawal.", ["not_found", "unknown_withdrawal", "unknown_account"]
 )
-NOT_PENDING = _err("The withdrawal is not pending (already decided).", ["not_pending"])
 
 
 def _account_param() -> Schema:
@@ -435,6 +434,29 @@ def _withdrawal_param() -> Schema:
         "schema": {"type": "string"},
         "example": EXAMPLE_WITHDRAWAL_ID,
     }
+
+
+def _idempotency_param() -> Schema:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": (
+            "Makes a repeat of the same request harmless: scoped to the caller and kept 24 h, "
+            "the same key and request answer the first answer again (on any worker, after a "
+            "restart) and change nothing; the same key with another request is 409 "
+            "`idempotency_key_reused`."
+        ),
+    }
+
+
+def _not_pending_or_reused(what: str) -> Schema:
+    return _err(
+        "`not_pending`: the withdrawal is not pending (already decided). "
+        f"`idempotency_key_reused`: this Idempotency-Key was used with another {what}.",
+        ["not_pending", "idempotency_key_reused"],
+    )
 
 
 def _paths() -> dict[str, Schema]:
@@ -499,19 +521,14 @@ def _paths() -> dict[str, Schema]:
                 "summary": "Request a withdrawal of profit to the trader's Stripe account.",
                 "description": (
                     "Below 1000.00 the withdrawal is approved at once and paid before the "
-                    "answer (`completed` or `failed`); from 1000.00 it is `pending` until an "
-                    "admin decides. With an `Idempotency-Key`, a repeat with the same key and "
-                    "body answers the first answer again and creates nothing."
+                    "answer (`completed` or `failed`), or `approved` if the transfer has not "
+                    "finished within the answer's wait (it is then in flight); from 1000.00 it "
+                    "is `pending` until an admin decides. With an `Idempotency-Key`, a repeat "
+                    "with the same key and request (amount, payment method, destination; the "
+                    "order of the JSON keys does not matter) answers the first answer again and "
+                    "creates nothing."
                 ),
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "Makes a repeat of the same request harmless.",
-                    }
-                ],
+                "parameters": [_idempotency_param()],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": _ref("WithdrawRequest")}},
@@ -522,7 +539,8 @@ def _paths() -> dict[str, Schema]:
                     "401": _use("Unauthorized"),
                     "404": ACCOUNT_NOT_FOUND,
                     "409": _err(
-                        "This Idempotency-Key was used with another body.",
+                        "This Idempotency-Key was used with another request (another amount, "
+                        "payment method, destination or route).",
                         ["idempotency_key_reused"],
                     ),
                     "422": _err(
@@ -563,14 +581,19 @@ def _paths() -> dict[str, Schema]:
                     "The request body, if any, is ignored. The answer is the withdrawal now "
                     "`completed` or `failed` (paid or refused by Stripe), `rejected` (the "
                     "re-check failed: account closed or amount no longer covered), or "
-                    "`approved` if the payout has not finished in time."
+                    "`approved` if the payout has not finished in time. With an "
+                    "`Idempotency-Key` (scoped to the admin), a repeat on the same withdrawal "
+                    "answers the first answer again and decides nothing; the same key on "
+                    "another route or withdrawal is 409 `idempotency_key_reused`."
                 ),
+                "parameters": [_idempotency_param()],
                 "responses": {
                     "200": _json(_ref("WithdrawalAnswer"), "The withdrawal, as decided."),
+                    "400": _use("InvalidRequest"),
                     "401": _use("Unauthorized"),
                     "403": _use("Forbidden"),
                     "404": WITHDRAWAL_NOT_FOUND,
-                    "409": NOT_PENDING,
+                    "409": _not_pending_or_reused("route or withdrawal"),
                     "429": _use("RateLimited"),
                     "503": _use("Unavailable"),
                 },
@@ -582,6 +605,13 @@ def _paths() -> dict[str, Schema]:
                 "operationId": "rejectWithdrawal",
                 "tags": ["admin"],
                 "summary": "Reject a pending withdrawal with a reason.",
+                "description": (
+                    "With an `Idempotency-Key` (scoped to the admin), a repeat with the same "
+                    "key and reason answers the first answer again and decides nothing; the "
+                    "same key with another reason, route or withdrawal is 409 "
+                    "`idempotency_key_reused`."
+                ),
+                "parameters": [_idempotency_param()],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": _ref("RejectRequest")}},
@@ -592,7 +622,7 @@ def _paths() -> dict[str, Schema]:
                     "401": _use("Unauthorized"),
                     "403": _use("Forbidden"),
                     "404": WITHDRAWAL_NOT_FOUND,
-                    "409": NOT_PENDING,
+                    "409": _not_pending_or_reused("reason, route or withdrawal"),
                     "422": _err(
                         "`reason` missing, empty, only white space or over 500 characters.",
                         ["invalid_reason"],
@@ -631,7 +661,11 @@ def _paths() -> dict[str, Schema]:
                         ["invalid_signature"],
                     ),
                     "503": _err(
-                        "`STRIPE_WEBHOOK_SECRET` is not set.", ["webhooks_disabled"], retry=True
+                        "`webhooks_disabled`: `STRIPE_WEBHOOK_SECRET` is not set. "
+                        "`unavailable`: the broker did not take the event in time; Stripe "
+                        "delivers it again (the same event is acted on once).",
+                        ["webhooks_disabled", "unavailable"],
+                        retry=True,
                     ),
                 },
             }

@@ -3,8 +3,9 @@
 Faust's `table_route` forwards without the request body and without a timeout, and it hashes
 the JSON form of a str key, while our producers partition by the raw account id. So the owner
 is found here from the raw key, and a request is forwarded whole (body included) with a bounded
-wait. A forwarded request that lands on a worker that is no longer the owner (a rebalance in
-between) answers 503 instead of bouncing on.
+wait that outlasts everything the owner may wait for (views/budget.py), so a forwarded request
+never answers 503 for something the owner answered. A forwarded request that lands on a worker
+that is no longer the owner (a rebalance in between) answers 503 instead of bouncing on.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from yarl import URL
 
 from app.faust_app import FundedFlow
 from app.topics import ACCOUNTS_TABLE
+from views.budget import FORWARD_TIMEOUT_SECONDS
 from views.http import unavailable
 
 log = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-FundedFlow-Forwarded"
-FORWARD_TIMEOUT_SECONDS = 15.0
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,8 +17,9 @@ from app.codec import dumps
 from app.topics import ACCOUNT_COMMANDS
 from domain.events import ReverseTransfer
 from domain.ids import account_of_withdrawal
+from views.budget import WEBHOOK_SEND_TIMEOUT_SECONDS
 from views.context import WebContext
-from views.http import ApiError, api, json_response, page
+from views.http import ApiError, api, json_response, page, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,22 @@ def metrics_text(ctx: WebContext) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def send_bounded(ctx: WebContext, account_id: str, command: dict[str, Any]) -> None:
+    """Hand a command to the broker within WEBHOOK_SEND_TIMEOUT_SECONDS, else 503: Stripe
+    delivers the event again later, and its event id makes the repeat one command."""
+    try:
+        sent = await asyncio.wait_for(
+            ctx.ff.topic(ACCOUNT_COMMANDS).send(
+                key=account_id.encode(), value=dumps(command), force=True
+            ),
+            WEBHOOK_SEND_TIMEOUT_SECONDS,
+        )
+        await asyncio.wait_for(sent, WEBHOOK_SEND_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning("webhook command for %s not taken by the broker in time", account_id)
+        raise unavailable("the event could not be recorded in time; deliver it again") from None
+
+
 def register(ctx: WebContext) -> None:
     app = ctx.ff.app
     settings = ctx.ff.settings
@@ -153,10 +171,7 @@ def register(ctx: WebContext) -> None:
                 stripe_transfer_id=str(transfer.get("id")),
                 at=datetime.fromtimestamp(int(raw.get("created") or time.time()), UTC),
             )
-            sent = await ctx.ff.topic(ACCOUNT_COMMANDS).send(
-                key=account_id.encode(), value=dumps(cmd.to_wire()), force=True
-            )
-            await sent
+            await send_bounded(ctx, account_id, cmd.to_wire())
             return json_response({"received": True, "handled": True})
 
     app.page("/webhooks/stripe")(StripeWebhook)

@@ -65,6 +65,14 @@ def test_fingerprint_depends_on_route_and_body() -> None:
     assert a != fingerprint("/y", {"amount": "1.00"})
 
 
+def test_fingerprint_does_not_depend_on_key_order() -> None:
+    body = {"amount": "1.00", "payment_method": "stripe_connect", "destination": "acct_1"}
+    reordered = {"destination": "acct_1", "amount": "1.00", "payment_method": "stripe_connect"}
+    assert fingerprint("/x", body) == fingerprint("/x", reordered)
+    nested = {"a": {"y": 1, "x": 2}}
+    assert fingerprint("/x", nested) == fingerprint("/x", {"a": {"x": 2, "y": 1}})
+
+
 def test_rs256_tokens_with_a_public_key() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -1,0 +1,73 @@
+"""Idempotency-Key on the POST routes: the first answer to a key is the answer to its repeats.
+
+Keys are scoped per user (the trader for /withdraw, the admin for the admin routes) and kept in
+Redis (app/idempotency.py). Redis is the fast path only: each route also derives what it creates
+from the key (the withdrawal id, or the decision's event id), so a repeat after Redis lost the
+answer still creates or decides nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from app.auth import Principal
+from app.idempotency import StoredAnswer
+from views.context import WebContext
+from views.http import ApiError, json_response
+
+HEADER = "Idempotency-Key"
+
+
+def request_key(request: web.Request) -> str | None:
+    key = request.headers.get(HEADER)
+    if key is not None and not _is_utf8(key):
+        raise ApiError(400, "invalid_request", f"'{HEADER}' must be UTF-8 text")
+    return key
+
+
+def _is_utf8(text: str) -> bool:
+    """False for header text aiohttp decoded with surrogate escapes (bytes that are not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def key_reused() -> ApiError:
+    return ApiError(409, "idempotency_key_reused", f"this {HEADER} was used with another request")
+
+
+async def replay(
+    ctx: WebContext, principal: Principal, key: str | None, print_: str
+) -> web.Response | None:
+    """The stored first answer to this key, 409 if the key was used for another request, or
+    None when there is none (no key, a new key, or Redis lost or cannot give the answer)."""
+    if key is None:
+        return None
+    stored = await ctx.idempotency.get(principal.user_id, key)
+    if stored is None:
+        return None
+    if stored.fingerprint != print_:
+        raise key_reused()
+    return json_response(stored.body, stored.status)
+
+
+async def remember(
+    ctx: WebContext,
+    principal: Principal,
+    key: str | None,
+    print_: str,
+    status: int,
+    answer: dict[str, Any],
+) -> None:
+    if key is not None:
+        await ctx.idempotency.put(principal.user_id, key, StoredAnswer(print_, status, answer))
+
+
+def key_digest(user_id: str, key: str) -> str:
+    """A short stable name for (user, key), for ids derived from a key."""
+    return hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()[:32]
