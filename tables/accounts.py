@@ -31,7 +31,20 @@ def register(ff: FundedFlow) -> None:
         # requests to the wrong worker.
         key_type=str,
         help="funded accounts by account_id (state + recent facts)",
+        # Faust's RocksDB defaults hold per partition database (one per active and standby
+        # partition of the worker) up to 3 write buffers of 64 MiB and a 2 GiB block cache.
+        # An account is about 2 KB: these bounds keep a worker's memory in proportion.
+        options=rocksdb_options(),
     )
+
+
+def rocksdb_options() -> dict[str, int]:
+    # A new dict each time: Faust's store pops keys out of the one it is given.
+    return {
+        "write_buffer_size": 8 << 20,
+        "max_write_buffer_number": 2,
+        "block_cache_size": 32 << 20,
+    }
 
 
 def load(value: dict[str, Any] | None) -> tuple[AccountState | None, Outbox]:
