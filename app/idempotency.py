@@ -61,13 +61,14 @@ class IdempotencyStore:
         self._prefix = prefix
         self.failures = 0
 
-    def _key(self, user_id: str, key: str) -> str:
+    def redis_key(self, user_id: str, key: str) -> str:
+        """Where the answer to (user, key) is kept."""
         return f"{self._prefix}idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
 
     async def get(self, user_id: str, key: str) -> StoredAnswer | None:
         try:
             raw = await asyncio.wait_for(
-                self._redis.get(self._key(user_id, key)), CALL_TIMEOUT_SECONDS
+                self._redis.get(self.redis_key(user_id, key)), CALL_TIMEOUT_SECONDS
             )
         except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
@@ -85,7 +86,7 @@ class IdempotencyStore:
         try:
             # NX: the first answer stays the answer.
             await asyncio.wait_for(
-                self._redis.set(self._key(user_id, key), value, ex=TTL_SECONDS, nx=True),
+                self._redis.set(self.redis_key(user_id, key), value, ex=TTL_SECONDS, nx=True),
                 CALL_TIMEOUT_SECONDS,
             )
         except (RedisError, OSError, TimeoutError) as exc:

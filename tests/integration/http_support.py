@@ -12,7 +12,9 @@ from typing import Any
 
 import aiohttp
 import jwt
+import redis.asyncio as aioredis
 
+from app.idempotency import IdempotencyStore
 from tests.integration.harness import Worker, wait_until
 
 SECRET = "test-secret-of-at-least-32-bytes-long"
@@ -120,3 +122,13 @@ class Http:
 
 async def settle(seconds: float = 1.0) -> None:
     await asyncio.sleep(seconds)
+
+
+async def forget_answer(redis_url: str, prefix: str, user_id: str, key: str) -> None:
+    """Drop the stored answer to (user, key), as a Redis restart without persistence would."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = IdempotencyStore(client, prefix=prefix)
+        assert await client.delete(store.redis_key(user_id, key)) == 1
+    finally:
+        await client.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections import Counter
@@ -16,7 +17,14 @@ from app.tiers_seed import seed_tiers
 from tests.integration import streams as s
 from tests.integration.conftest import Services
 from tests.integration.harness import Kafka, Worker, wait_until, worker_env
-from tests.integration.http_support import ADMIN, Http, auth, stripe_signature, token
+from tests.integration.http_support import (
+    ADMIN,
+    Http,
+    auth,
+    forget_answer,
+    stripe_signature,
+    token,
+)
 from tests.integration.stripe_double import StripeDouble
 
 pytestmark = pytest.mark.integration
@@ -165,9 +173,14 @@ async def test_withdrawal_lifecycle_over_http(
         return ids if wanted <= ids else None
 
     await wait_until(pending_ids, timeout=30, what="pending list")
-    listed = (await http.get(0, "/admin/withdrawals/pending", ADMIN)).body["withdrawals"]
-    entry = next(x for x in listed if x["id"] == large.body["withdrawal"]["id"])
-    assert entry["user_id"] == "usr_1" and entry["account"]["id"] == acct
+    mine = [large.body["withdrawal"]["id"], other.body["withdrawal"]["id"]]  # requested in order
+    for w in BOTH:
+        listed = (await http.get(w, "/admin/withdrawals/pending", ADMIN)).body["withdrawals"]
+        entry = next(x for x in listed if x["id"] == large.body["withdrawal"]["id"])
+        assert entry["user_id"] == "usr_1" and entry["account"]["id"] == acct
+        assert [x["id"] for x in listed if x["id"] in mine] == mine, w  # oldest first
+        requested = [x["requested_at"] for x in listed]
+        assert requested == sorted(requested), w
 
     lid, oid = large.body["withdrawal"]["id"], other.body["withdrawal"]["id"]
     approved = await http.post(1, f"/admin/withdrawals/{lid}/approve", {}, ADMIN)
@@ -196,20 +209,154 @@ async def test_withdrawal_lifecycle_over_http(
     assert (await http.get(0, f"/funded-accounts/{acct}/withdrawals", OTHER)).status == 404
     assert double.created_per_withdrawal[lid] == 1 and double.created_per_withdrawal[oid] == 0
 
-    accounts = await wait_until(
-        lambda: _listed(http, acct), timeout=30, what="account in GET /funded-accounts"
-    )
-    mine = next(a for a in accounts if a["id"] == acct)
-    assert mine["total_withdrawals"] == "2250.00"
-    assert mine["withdrawals"] == {"pending": 0, "completed_total": "2250.00"}
-    assert mine["withdrawable_amount"] == "5750.00"
+    for worker in BOTH:
+        accounts = await wait_until(
+            functools.partial(_listed, http, acct, worker),
+            timeout=30,
+            what="account in GET /funded-accounts",
+        )
+        summary = next(a for a in accounts if a["id"] == acct)
+        assert summary["total_withdrawals"] == "2250.00"
+        assert summary["withdrawals"] == {"pending": 0, "completed_total": "2250.00"}
+        assert summary["withdrawable_amount"] == "5750.00"
 
 
-async def _listed(http: Http, acct: str) -> list[dict[str, Any]] | None:
-    ans = await http.get(1, "/funded-accounts", OWNER)
+async def _listed(
+    http: Http, acct: str, worker: int = 1, headers: dict[str, str] = OWNER
+) -> list[dict[str, Any]] | None:
+    ans = await http.get(worker, "/funded-accounts", headers)
     assert ans.status == 200
     accounts = ans.body["funded_accounts"]
     return accounts if any(a["id"] == acct for a in accounts) else None
+
+
+async def test_funded_accounts_newest_activated_first_on_both_workers(
+    http: Http, kafka: Kafka
+) -> None:
+    user = s.uid("usr_list")
+    headers = auth(user)
+    # Sent out of order: the list is sorted by activation, not by arrival or insertion.
+    activated = ["2027-03-02T10:00:00Z", "2027-03-03T10:00:00Z", "2027-03-01T10:00:00Z"]
+    accounts = []
+    for when in activated:
+        asm = s.uid("asm")
+        await kafka.send(
+            "assessment.completed", asm, {**s.assessment(asm, user=user), "completed_at": when}
+        )
+        accounts.append(s.account_of(asm))
+    newest_first = [accounts[1], accounts[0], accounts[2]]
+
+    async def all_listed(worker: int) -> list[dict[str, Any]] | None:
+        listed = await _listed(http, accounts[2], worker, headers)
+        if listed is None or {a["id"] for a in listed} != set(accounts):
+            return None
+        return listed
+
+    for w in BOTH:
+        listed = await wait_until(
+            functools.partial(all_listed, w), timeout=60, what="three accounts"
+        )
+        assert [a["id"] for a in listed] == newest_first, w
+        assert [a["activated_at"] for a in listed] == sorted(activated, reverse=True)
+        assert all(a["status"] == "active" and a["withdrawals"]["pending"] == 0 for a in listed)
+        # Another user sees none of them.
+        theirs = (await http.get(w, "/funded-accounts", OTHER)).body["funded_accounts"]
+        assert not {a["id"] for a in theirs} & set(accounts)
+        unauthenticated = await http.get(w, "/funded-accounts")
+        assert unauthenticated.status == 401
+
+
+async def test_approval_rejected_when_the_recheck_fails(
+    http: Http, kafka: Kafka, double: StripeDouble
+) -> None:
+    acct = await new_account(kafka, http)  # withdrawable 8,000.00
+    req = await http.post(0, f"/funded-accounts/{acct}/withdraw", withdraw_body("2500.00"), OWNER)
+    assert req.status == 201 and req.body["withdrawal"]["status"] == "pending"
+    wid = req.body["withdrawal"]["id"]
+    # A losing trade after the request: profit 3,000.00, the trader's share 2,400.00 < 2,500.00.
+    await kafka.send_many(
+        [
+            ("trades", acct, s.opened(acct, "p-loss", "1000.00")),
+            ("trades", acct, s.closed(acct, "p-loss", "-7000.00")),
+        ]
+    )
+    await http.account_when(1, acct, OWNER, lambda a: a["realized_pnl"] == "3000.00")
+    ans = await http.post(1, f"/admin/withdrawals/{wid}/approve", {}, ADMIN)
+    assert ans.status == 200, ans.body
+    w = ans.body["withdrawal"]
+    assert w["status"] == "rejected" and w["rejection_reason"] == "exceeds_withdrawable"
+    assert w["approved_at"] is None and w["stripe_payout_id"] is None
+    assert double.created_per_withdrawal[wid] == 0
+    for worker in BOTH:
+        after = await http.get(worker, f"/funded-accounts/{acct}", OWNER)
+        assert after.body["status"] == "active" and after.body["total_withdrawals"] == "0.00"
+        assert after.body["withdrawals"]["pending"] == 0
+        again = await http.post(worker, f"/admin/withdrawals/{wid}/approve", {}, ADMIN)
+        assert again.status == 409 and again.body["error"]["code"] == "not_pending"
+
+
+async def test_admin_decisions_with_an_idempotency_key(
+    http: Http, kafka: Kafka, double: StripeDouble, services: Services, http_prefix: str
+) -> None:
+    acct = await new_account(kafka, http)  # withdrawable 8,000.00
+    path = f"/funded-accounts/{acct}/withdraw"
+    ids = []
+    for amount in ("1000.00", "1100.00", "1200.00"):
+        ans = await http.post(0, path, withdraw_body(amount), OWNER)
+        assert ans.status == 201 and ans.body["withdrawal"]["status"] == "pending"
+        ids.append(ans.body["withdrawal"]["id"])
+    to_approve, to_reject, untouched = ids
+    approve = f"/admin/withdrawals/{to_approve}/approve"
+    reject = f"/admin/withdrawals/{to_reject}/reject"
+    approve_key = {"Idempotency-Key": uuid.uuid4().hex, **ADMIN}
+    reject_key = {"Idempotency-Key": uuid.uuid4().hex, **ADMIN}
+
+    first = await http.post(0, approve, {}, approve_key)
+    assert first.status == 200 and first.body["withdrawal"]["status"] == "completed"
+    for w in BOTH:  # a repeat answers the first answer and decides nothing
+        again = await http.post(w, approve, {}, approve_key)
+        assert (again.status, again.body) == (first.status, first.body), w
+    # The same key on another withdrawal, or another route, is another request.
+    for w in BOTH:
+        for other in (
+            http.post(w, f"/admin/withdrawals/{untouched}/approve", {}, approve_key),
+            http.post(w, f"/admin/withdrawals/{to_approve}/reject", {"reason": "x"}, approve_key),
+        ):
+            conflict = await other
+            assert conflict.status == 409, (w, conflict.body)
+            assert conflict.body["error"]["code"] == "idempotency_key_reused"
+    # Without a key the same approval is a new decision, refused: the first one stands.
+    plain = await http.post(1, approve, {}, ADMIN)
+    assert plain.status == 409 and plain.body["error"]["code"] == "not_pending"
+    # Redis lost the answer: the repeat is the same command (its event id comes from the key),
+    # which the account agent does not apply twice.
+    await forget_answer(services.redis_url, http_prefix, "adm_1", approve_key["Idempotency-Key"])
+    lost = await http.post(1, approve, {}, approve_key)
+    assert (lost.status, lost.body) == (first.status, first.body)
+    assert double.created_per_withdrawal[to_approve] == 1
+
+    rejected = await http.post(1, reject, {"reason": "kyc"}, reject_key)
+    assert rejected.status == 200 and rejected.body["withdrawal"]["status"] == "rejected"
+    for w in BOTH:
+        again = await http.post(w, reject, {"reason": "kyc"}, reject_key)
+        assert (again.status, again.body) == (rejected.status, rejected.body), w
+        conflict = await http.post(w, reject, {"reason": "another reason"}, reject_key)
+        assert conflict.status == 409 and conflict.body["error"]["code"] == "idempotency_key_reused"
+    await forget_answer(services.redis_url, http_prefix, "adm_1", reject_key["Idempotency-Key"])
+    for w in BOTH:
+        conflict = await http.post(w, reject, {"reason": "another reason"}, reject_key)
+        assert conflict.status == 409 and conflict.body["error"]["code"] == "idempotency_key_reused"
+    lost = await http.post(0, reject, {"reason": "kyc"}, reject_key)
+    assert (lost.status, lost.body) == (rejected.status, rejected.body)
+    # Another admin's key of the same text is another key.
+    other_admin = {"Idempotency-Key": reject_key["Idempotency-Key"], **auth("adm_2", ["admin"])}
+    taken = await http.post(0, reject, {"reason": "kyc"}, other_admin)
+    assert taken.status == 409 and taken.body["error"]["code"] == "not_pending"
+
+    listing = await http.get(1, f"/funded-accounts/{acct}/withdrawals", OWNER)
+    statuses = {x["id"]: x["status"] for x in listing.body["withdrawals"]}
+    assert statuses == {to_approve: "completed", to_reject: "rejected", untouched: "pending"}
+    assert double.created_per_withdrawal[to_reject] == 0
 
 
 async def test_every_refusal_code(http: Http, kafka: Kafka) -> None:
@@ -240,13 +387,15 @@ async def test_every_refusal_code(http: Http, kafka: Kafka) -> None:
         assert other.status == 404
     await kafka.send("trades", acct, s.opened(acct, "p-open", "100.00"))
     await http.account_when(0, acct, OWNER, lambda a: a["positions"])
-    ans = await http.post(1, path, withdraw_body("200.00"), OWNER)
-    assert ans.body["error"]["code"] == "open_positions"
+    for w in BOTH:
+        ans = await http.post(w, path, withdraw_body("200.00"), OWNER)
+        assert (ans.status, ans.body["error"]["code"]) == (422, "open_positions"), w
     # Breach: the account closes and refuses withdrawals.
     await kafka.send("trades", acct, s.updated(acct, "p-open", "-20000.00"))
     await http.account_when(1, acct, OWNER, lambda a: a["status"] == "closed")
-    ans = await http.post(0, path, withdraw_body("200.00"), OWNER)
-    assert (ans.status, ans.body["error"]["code"]) == (422, "account_not_active")
+    for w in BOTH:
+        ans = await http.post(w, path, withdraw_body("200.00"), OWNER)
+        assert (ans.status, ans.body["error"]["code"]) == (422, "account_not_active"), w
 
 
 async def test_fifty_concurrent_withdrawals_never_exceed_withdrawable(
@@ -274,7 +423,7 @@ async def test_fifty_concurrent_withdrawals_never_exceed_withdrawable(
 
 
 async def test_idempotency_key_across_workers_and_restart(
-    http: Http, kafka: Kafka, workers: list[Worker]
+    http: Http, kafka: Kafka, workers: list[Worker], services: Services, http_prefix: str
 ) -> None:
     acct = await new_account(kafka, http)
     path = f"/funded-accounts/{acct}/withdraw"
@@ -283,8 +432,33 @@ async def test_idempotency_key_across_workers_and_restart(
     assert first.status == 201
     second = await http.post(1, path, withdraw_body("300.00"), key)
     assert (second.status, second.body) == (first.status, first.body)
-    conflict = await http.post(1, path, withdraw_body("301.00"), key)
-    assert conflict.status == 409
+    # The same request with its JSON keys in another order is the same request.
+    reordered = dict(reversed(list(withdraw_body("300.00").items())))
+    assert list(reordered) != list(withdraw_body("300.00"))
+    for worker in BOTH:
+        again = await http.post(worker, path, reordered, key)
+        assert (again.status, again.body) == (first.status, first.body), worker
+    others = [
+        withdraw_body("301.00"),
+        withdraw_body("300.00", destination="acct_2Other"),
+        {**withdraw_body("300.00"), "payment_method": "paypal"},
+    ]
+    for worker in BOTH:
+        for other in others:
+            conflict = await http.post(worker, path, other, key)
+            assert conflict.status == 409, (worker, other, conflict.body)
+            assert conflict.body["error"]["code"] == "idempotency_key_reused"
+    # Redis lost the answer: the key still names the first withdrawal, and a request that is
+    # not the first one (another destination, the same amount) is still refused.
+    await forget_answer(services.redis_url, http_prefix, "usr_1", key["Idempotency-Key"])
+    for worker in BOTH:
+        conflict = await http.post(
+            worker, path, withdraw_body("300.00", destination="acct_2Other"), key
+        )
+        assert conflict.status == 409, (worker, conflict.body)
+        assert conflict.body["error"]["code"] == "idempotency_key_reused"
+    lost = await http.post(1, path, withdraw_body("300.00"), key)
+    assert (lost.status, lost.body) == (first.status, first.body)
     for w in workers:
         w.stop()
     for w in workers:
