@@ -78,14 +78,20 @@ async def prepare_topics(
         counts = await existing_partition_counts(admin, all_topics)
         check_partitions(counts, names, partitions)
         missing = [t for t in all_topics if t not in counts]
-        compacted = {names.name(TIERS), names.changelog(ACCOUNTS_TABLE)}
+        configs: dict[str, dict[str, str]] = {
+            names.name(TIERS): {"cleanup.policy": "compact"},
+            # The changelog gets a full account value per applied event. Kafka never compacts
+            # the active segment, and with its 1 GiB default one segment held every record of
+            # a benchmark run: a worker with an empty data dir replayed all of them. Smaller
+            # segments let the cleaner keep about one value per account.
+            names.changelog(ACCOUNTS_TABLE): {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(64 << 20),
+                "segment.ms": str(3_600_000),
+            },
+        }
         new = [
-            NewTopic(
-                t,
-                partitions,
-                replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if t in compacted else {},
-            )
+            NewTopic(t, partitions, replication_factor, topic_configs=configs.get(t, {}))
             for t in missing
         ]
         if new:

@@ -227,3 +227,39 @@ async def test_migrate_works_in_the_configured_schema(services: Services) -> Non
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+
+
+async def test_created_topics_have_the_partitions_and_the_changelog_compacts(
+    services: Services,
+) -> None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from app.kafka_admin import prepare_topics
+    from app.topics import ACCOUNTS_TABLE, TIERS, TopicNames
+
+    names = TopicNames(s.uid("topics") + ".")
+    await prepare_topics(services.kafka, names, 3)
+    await prepare_topics(services.kafka, names, 3)  # a second worker: nothing to do
+    counts = await topic_counts(services, names.all_created())
+    assert counts == {t: 3 for t in names.all_created()}
+    admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka)
+    await admin.start()
+    try:
+        changelog, tiers, trades = (
+            names.changelog(ACCOUNTS_TABLE),
+            names.name(TIERS),
+            names.name("trades"),
+        )
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in (changelog, tiers, trades)]
+        )
+    finally:
+        await admin.close()
+    configs: dict[str, dict[str, str]] = {}
+    for answer in answers:
+        for _, _, _, name, entries in answer.resources:
+            configs[name] = {e[0]: e[1] for e in entries}
+    assert configs[changelog]["cleanup.policy"] == "compact"
+    assert int(configs[changelog]["segment.bytes"]) == 64 << 20
+    assert configs[tiers]["cleanup.policy"] == "compact"
+    assert configs[trades]["cleanup.policy"] == "delete"
