@@ -398,6 +398,47 @@ async def test_every_refusal_code(http: Http, kafka: Kafka) -> None:
         assert (ans.status, ans.body["error"]["code"]) == (422, "account_not_active"), w
 
 
+async def test_min_trades_not_met_on_both_workers(http: Http, kafka: Kafka) -> None:
+    """The bundled funded tiers ask for no minimum, so a tier that does is published here."""
+    from domain.tiers import default_catalog
+
+    base = next(t for t in default_catalog() if t.tier_id == "funded-100k").to_wire()
+    tier_id = s.uid("funded-min2")
+    await kafka.send("tiers", tier_id, {**base, "tier_id": tier_id, "min_trades": 2})
+    asm = s.uid("asm")
+    acct = s.account_of(asm)
+
+    async def activated() -> bool:
+        # Until every worker has read the new tier, an assessment on it is an unknown tier
+        # (dead-lettered); the same assessment again gives the one account.
+        await kafka.send("assessment.completed", asm, s.assessment(asm, "usr_1", tier=tier_id))
+        await asyncio.sleep(1.0)
+        ans = await http.get(0, f"/funded-accounts/{acct}", OWNER)
+        return ans.status == 200
+
+    await wait_until(activated, timeout=60, interval=0.5, what="account on the new tier")
+    await kafka.send_many(
+        [
+            ("trades", acct, s.opened(acct, "p-1", "1000.00")),
+            ("trades", acct, s.closed(acct, "p-1", "5000.00")),
+        ]
+    )
+    await http.account_when(0, acct, OWNER, lambda a: a["realized_pnl"] == "5000.00")
+    path = f"/funded-accounts/{acct}/withdraw"
+    for w in BOTH:
+        ans = await http.post(w, path, withdraw_body("200.00"), OWNER)
+        assert (ans.status, ans.body["error"]["code"]) == (422, "min_trades_not_met"), ans.body
+    await kafka.send_many(
+        [
+            ("trades", acct, s.opened(acct, "p-2", "1000.00")),
+            ("trades", acct, s.closed(acct, "p-2", "100.00")),
+        ]
+    )
+    await http.account_when(1, acct, OWNER, lambda a: a["realized_pnl"] == "5100.00")
+    ans = await http.post(1, path, withdraw_body("200.00"), OWNER)
+    assert ans.status == 201 and ans.body["withdrawal"]["status"] == "completed", ans.body
+
+
 async def test_fifty_concurrent_withdrawals_never_exceed_withdrawable(
     http: Http, kafka: Kafka
 ) -> None:
