@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -22,12 +24,24 @@ from app.faust_app import FundedFlow
 from app.topics import ACCOUNT_COMMANDS, ACCOUNT_SNAPSHOTS, PAYOUT_REQUESTS, TRADES
 from domain.account import AccountState, Outcome, handle
 from domain.events import InvalidEvent, parse_command, parse_trade
+from domain.money import format_cents
 from domain.snapshots import snapshot, withdrawal_ids_in
+from domain.withdrawals import APPROVED, Withdrawal
 from tables.accounts import OUTBOX_LIMIT, dump, load, remembered_facts
 
 log = logging.getLogger(__name__)
 
 SETTLING_FACTS = frozenset({"withdrawal.completed", "withdrawal.failed", "withdrawal.rejected"})
+
+
+def payout_request(state: AccountState, w: Withdrawal) -> dict[str, Any]:
+    return {
+        "withdrawal_id": w.withdrawal_id,
+        "account_id": state.account_id,
+        "user_id": state.user_id,
+        "amount": format_cents(w.amount_cents),
+        "destination": w.destination,
+    }
 
 
 def payout_requests(state: AccountState, facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -39,17 +53,47 @@ def payout_requests(state: AccountState, facts: list[dict[str, Any]]) -> list[di
         w = state.withdrawals.get(fact["withdrawal_id"])
         if w is None:
             continue
-        out.append(
-            {
-                "withdrawal_id": w.withdrawal_id,
-                "account_id": state.account_id,
-                "user_id": state.user_id,
-                "amount": fact["amount"],
-                "destination": w.destination,
-                "approved_event_id": fact["event_id"],
-            }
-        )
+        out.append({**payout_request(state, w), "approved_event_id": fact["event_id"]})
     return out
+
+
+PAYOUT_RESEND_SECONDS = 20.0
+
+
+class PayoutWatch:
+    """The approved withdrawals of this worker's accounts, and when each was last asked for.
+
+    A payout request can be lost between the account agent and the payout agent: in the chaos
+    test a worker SIGKILLed around a rebalance left two withdrawals `approved` whose requests
+    were never acted on (the payout group's offsets had moved past them), and nothing else
+    would have asked again. So every withdrawal still `approved` after PAYOUT_RESEND_SECONDS is
+    asked for again (`agents.payouts` checks the state, looks the transfer up at Stripe by its
+    group and sends the idempotency key: a repeat never makes a second transfer). Kept in
+    memory: after a restart an account is noted again at its next event.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.asked: dict[str, tuple[str, float]] = {}  # withdrawal id -> (account id, when)
+
+    def note(self, state: AccountState) -> None:
+        now = self.clock()
+        for w in state.withdrawals.values():
+            if w.status == APPROVED:
+                self.asked.setdefault(w.withdrawal_id, (state.account_id, now))
+            else:
+                self.asked.pop(w.withdrawal_id, None)
+
+    def due(self) -> list[tuple[str, str]]:
+        """(withdrawal id, account id) of the requests to send again now."""
+        limit = self.clock() - PAYOUT_RESEND_SECONDS
+        return [(wid, acct) for wid, (acct, when) in self.asked.items() if when <= limit]
+
+    def asked_again(self, withdrawal_id: str, account_id: str) -> None:
+        self.asked[withdrawal_id] = (account_id, self.clock())
+
+    def forget(self, withdrawal_id: str) -> None:
+        self.asked.pop(withdrawal_id, None)
 
 
 class AccountProcessor:
@@ -62,6 +106,7 @@ class AccountProcessor:
         self.watchers: dict[str, list[asyncio.Future[dict[str, Any]]]] = ff.extras.setdefault(
             "withdrawal_watchers", {}
         )
+        self.payout_watch = PayoutWatch()
         self.facts_published: Counter[str] = Counter()
         self.processed = 0
         self.rule_evaluations = 0
@@ -131,6 +176,22 @@ class AccountProcessor:
                 waiter.set_result(outcome)
         if outcome.changed and outcome.state is not None:
             self.settle_watchers(outcome.state, outcome.facts)
+            self.payout_watch.note(outcome.state)
+        elif state is not None:
+            self.payout_watch.note(state)
+
+    async def ask_payouts_again(self) -> None:
+        for wid, account_id in self.payout_watch.due():
+            state, _ = load(self.table.data.get(account_id))
+            w = state.withdrawals.get(wid) if state is not None else None
+            if state is None or w is None or w.status != APPROVED:
+                self.payout_watch.forget(wid)
+                continue
+            log.warning("withdrawal %s still approved: asking for its payout again", wid)
+            await self.ff.topic(PAYOUT_REQUESTS).send(
+                key=account_id.encode(), value=dumps(payout_request(state, w)), force=True
+            )
+            self.payout_watch.asked_again(wid, account_id)
 
     def settle_watchers(self, state: AccountState, facts: list[dict[str, Any]]) -> None:
         for fact in facts:
@@ -152,3 +213,7 @@ def register(ff: FundedFlow) -> None:
     async def accounts(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             await processor.process(event)
+
+    @ff.app.timer(PAYOUT_RESEND_SECONDS / 4, name="payouts_again")  # type: ignore[untyped-decorator]
+    async def payouts_again() -> None:
+        await processor.ask_payouts_again()

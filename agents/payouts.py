@@ -88,6 +88,11 @@ def register(ff: FundedFlow) -> None:
             w = state.withdrawals.get(wid) if state is not None else None
             if w is None or w.status != "approved":
                 sent_results.pop(wid, None)
+                log.info(
+                    "payout request for %s: no transfer, the withdrawal is %s",
+                    wid,
+                    "unknown here" if w is None else w.status,
+                )
                 continue  # settled already (or never approved): no transfer
             result = sent_results.get(wid) or await pay(gateway, req)
             if result is None:
