@@ -17,13 +17,14 @@ from typing import Any
 from aiohttp import web
 from faust.web import View
 
+from app.faust_app import FundedFlow
 from app.idempotency import fingerprint
 from domain.account import Reply
 from domain.events import RequestWithdrawal
 from domain.ids import withdrawal_id_for
 from domain.money import InvalidAmount, parse_money
 from views.budget import Deadline
-from views.commands import settled, submit, unwatch, watch_withdrawal
+from views.commands import WireCommand, settled, submit, unwatch, watch_withdrawal
 from views.context import WebContext
 from views.http import (
     ApiError,
@@ -62,6 +63,25 @@ def reply_answer(reply: Reply | None) -> tuple[int, dict[str, Any]]:
     if reply.accepted:
         return 201, reply.to_wire()
     return REFUSAL_STATUS.get(reply.code or "", 422), reply.to_wire()
+
+
+async def decide_and_settle(
+    ff: FundedFlow, cmd: WireCommand, withdrawal_id: str
+) -> tuple[int, dict[str, Any]]:
+    """The account agent's answer to a command; when it approves the withdrawal, the answer
+    waits (within the same budget) for the transfer, so it says `completed` or `failed`."""
+    deadline = Deadline.start()
+    watcher = watch_withdrawal(ff, withdrawal_id)
+    try:
+        status, answer = reply_answer((await submit(ff, cmd, deadline)).reply)
+        withdrawal = answer.get("withdrawal")
+        if withdrawal is not None and withdrawal["status"] == "approved":
+            done = await settled(ff, withdrawal_id, watcher, deadline)
+            if done is not None:
+                answer = {"withdrawal": done}
+    finally:
+        unwatch(ff, withdrawal_id, watcher)
+    return status, answer
 
 
 def _string_field(body: dict[str, Any], name: str) -> str:
@@ -200,18 +220,7 @@ def register(ctx: WebContext) -> None:
                     destination=destination,
                     requested_at=datetime.now(UTC),
                 )
-                deadline = Deadline.start()
-                watcher = watch_withdrawal(ctx.ff, wid)
-                try:
-                    outcome = await submit(ctx.ff, cmd, deadline)
-                    status, answer = reply_answer(outcome.reply)
-                    withdrawal = answer.get("withdrawal")
-                    if withdrawal is not None and withdrawal["status"] == "approved":
-                        done = await settled(ctx.ff, wid, watcher, deadline)
-                        if done is not None:
-                            answer = {"withdrawal": done}
-                finally:
-                    unwatch(ctx.ff, wid, watcher)
+                status, answer = await decide_and_settle(ctx.ff, cmd, wid)
                 await remember(ctx, principal, key, print_, status, answer)
                 return json_response(answer, status)
 

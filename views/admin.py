@@ -17,9 +17,9 @@ from app.auth import Principal
 from app.idempotency import fingerprint
 from domain.events import ApproveWithdrawal, RejectWithdrawal
 from domain.ids import account_of_withdrawal
-from views.accounts import fetch_from_owner, reply_answer
+from views.accounts import decide_and_settle, fetch_from_owner, reply_answer
 from views.budget import Deadline
-from views.commands import settled, submit, unwatch, watch_withdrawal
+from views.commands import submit
 from views.context import WebContext
 from views.http import ApiError, api, json_response, page, read_json_object, require_admin
 from views.replay import key_digest, key_reused, remember, replay, request_key
@@ -119,17 +119,7 @@ def register(ctx: WebContext) -> None:
                     admin_id=principal.user_id,
                     at=datetime.now(UTC),
                 )
-                deadline = Deadline.start()
-                watcher = watch_withdrawal(ctx.ff, withdrawal_id)
-                try:
-                    status, answer = reply_answer((await submit(ctx.ff, cmd, deadline)).reply)
-                    withdrawal = answer.get("withdrawal")
-                    if withdrawal is not None and withdrawal["status"] == "approved":
-                        done = await settled(ctx.ff, withdrawal_id, watcher, deadline)
-                        if done is not None:
-                            answer = {"withdrawal": done}
-                finally:
-                    unwatch(ctx.ff, withdrawal_id, watcher)
+                status, answer = await decide_and_settle(ctx.ff, cmd, withdrawal_id)
                 status = 200 if status == 201 else status
                 await remember(ctx, principal, key, print_, status, answer)
                 return json_response(answer, status)
