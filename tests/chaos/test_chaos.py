@@ -35,7 +35,7 @@ from app.tiers_seed import seed_tiers
 from app.topics import FACT_TOPICS, TRADES
 from tests.integration import streams as s
 from tests.integration.conftest import Services, pg_dsn
-from tests.integration.harness import Kafka, Worker, wait_until, worker_env
+from tests.integration.harness import Kafka, Worker, wait_until
 from tests.integration.http_support import Http, auth
 from tests.integration.scripted import (
     ChangelogTail,
@@ -43,6 +43,7 @@ from tests.integration.scripted import (
     Script,
     activate_all,
     generate,
+    killable_env,
     verify,
     wait_caught_up,
 )
@@ -99,14 +100,7 @@ async def cluster(
 ) -> AsyncIterator[tuple[Kafka, list[Worker], dict[str, str]]]:
     prefix = s.uid("chaos") + "."
     tmp = tmp_path_factory.mktemp("chaos")
-    env = worker_env(
-        services,
-        prefix,
-        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=module_schema,
-        BROKER_SESSION_TIMEOUT="6",
-        BROKER_HEARTBEAT_INTERVAL="1",
-    )
+    env = killable_env(services, prefix, double, module_schema)
     await seed_tiers(Settings.from_env(env))
     workers = [Worker(env, tmp / f"w{i}", tmp / f"worker{i}.log").start() for i in range(2)]
     kafka = Kafka(services, prefix)

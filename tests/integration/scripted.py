@@ -52,7 +52,7 @@ from domain.tiers import Tier, default_catalog
 from domain.timestamps import format_ts, parse_ts
 from tests.integration import streams as s
 from tests.integration.conftest import Services
-from tests.integration.harness import Kafka, wait_until
+from tests.integration.harness import Kafka, wait_until, worker_env
 from tests.integration.stripe_double import StripeDouble
 
 SEED = 20261125
@@ -625,3 +625,19 @@ def verify(
     statuses = Counter(w.status for e in expected.values() for w in e.state.withdrawals.values())
     closed = sum(1 for e in expected.values() if not e.state.is_active)
     return Verdict(expected, duplicates, statuses, closed, want_dead, approved_total)
+
+
+def killable_env(
+    services: Services, prefix: str, double: StripeDouble, schema: str
+) -> dict[str, str]:
+    """Workers that are SIGKILLed and started again: the recording Stripe double, their own
+    schema, and a short session timeout (Faust's default 60 s would keep a restarted worker
+    waiting for its dead predecessor to leave the group; the broker's minimum is 6 s)."""
+    return worker_env(
+        services,
+        prefix,
+        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
+        FUNDEDFLOW_DB_SCHEMA=schema,
+        BROKER_SESSION_TIMEOUT="6",
+        BROKER_HEARTBEAT_INTERVAL="1",
+    )

@@ -27,12 +27,13 @@ from app.topics import ACCOUNT_COMMANDS, FACT_TOPICS, TRADES
 from domain.state import AccountState
 from tests.integration import streams as s
 from tests.integration.conftest import Services
-from tests.integration.harness import Kafka, Worker, wait_until, worker_env
+from tests.integration.harness import Kafka, Worker, wait_until
 from tests.integration.scripted import (
     ChangelogTail,
     Publisher,
     activate_all,
     generate,
+    killable_env,
     local_applied,
     verify,
     wait_caught_up,
@@ -58,16 +59,7 @@ async def setup(
 ) -> AsyncIterator[tuple[Kafka, Worker]]:
     prefix = s.uid("crash") + "."
     tmp = tmp_path_factory.mktemp("crash")
-    env = worker_env(
-        services,
-        prefix,
-        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=module_schema,
-        # Faust's default 60 s session timeout would keep the restarted worker waiting for the
-        # dead member of its group; the broker's minimum is 6 s.
-        BROKER_SESSION_TIMEOUT="6",
-        BROKER_HEARTBEAT_INTERVAL="1",
-    )
+    env = killable_env(services, prefix, double, module_schema)
     await seed_tiers(Settings.from_env(env))
     worker = Worker(env, tmp / "data", tmp / "worker.log").start()
     kafka = Kafka(services, prefix)
