@@ -32,7 +32,7 @@ import pytest
 
 from app.settings import Settings
 from app.tiers_seed import seed_tiers
-from app.topics import FACT_TOPICS, TRADES
+from app.topics import TRADES
 from tests.integration import streams as s
 from tests.integration.conftest import Services, pg_dsn
 from tests.integration.harness import Kafka, Worker, wait_until
@@ -44,6 +44,7 @@ from tests.integration.scripted import (
     activate_all,
     generate,
     killable_env,
+    read_outcome,
     verify,
     wait_caught_up,
 )
@@ -224,10 +225,7 @@ async def test_chaos_kills_broker_database_and_redis(
         chaos.note("stream published")
         await wait_caught_up(kafka, tail, scripts, timeout=180)
         chaos.note("stream applied")
-        await asyncio.sleep(1.0)  # let any repeated fact of the last restart land
-        accounts = await kafka.accounts()
-        fact_records = await kafka.read_all(FACT_TOPICS)
-        dlq_records = await kafka.read_all([f"{TRADES}.dlq"])
+        accounts, fact_records, dlq_records = await read_outcome(kafka)
     finally:
         tail_task.cancel()
         await asyncio.gather(tail_task, return_exceptions=True)

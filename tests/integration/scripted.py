@@ -641,3 +641,14 @@ def killable_env(
         BROKER_SESSION_TIMEOUT="6",
         BROKER_HEARTBEAT_INTERVAL="1",
     )
+
+
+async def read_outcome(
+    kafka: Kafka,
+) -> tuple[dict[str, dict[str, Any]], list[Record], list[Record]]:
+    """The accounts (changelog), every fact record and the trade dead letters, once settled."""
+    await asyncio.sleep(1.0)  # let any repeated fact of the last restart land
+    accounts = await kafka.accounts()
+    fact_records = await kafka.read_all(FACT_TOPICS)
+    dlq_records = await kafka.read_all([f"{TRADES}.dlq"])
+    return accounts, fact_records, dlq_records

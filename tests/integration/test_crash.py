@@ -23,7 +23,7 @@ import pytest
 from app.codec import dumps
 from app.settings import Settings
 from app.tiers_seed import seed_tiers
-from app.topics import ACCOUNT_COMMANDS, FACT_TOPICS, TRADES
+from app.topics import ACCOUNT_COMMANDS, TRADES
 from domain.state import AccountState
 from tests.integration import streams as s
 from tests.integration.conftest import Services
@@ -35,6 +35,7 @@ from tests.integration.scripted import (
     generate,
     killable_env,
     local_applied,
+    read_outcome,
     verify,
     wait_caught_up,
 )
@@ -129,11 +130,7 @@ async def test_sigkill_mid_stream_then_restart(
             await asyncio.sleep(0.2)
         await publishing
         await wait_caught_up(kafka, tail, scripts)
-        await asyncio.sleep(1.0)  # let any repeated fact of the restart land
-
-        accounts = await kafka.accounts()
-        fact_records = await kafka.read_all(FACT_TOPICS)
-        dlq_records = await kafka.read_all([f"{TRADES}.dlq"])
+        accounts, fact_records, dlq_records = await read_outcome(kafka)
     finally:
         tail_task.cancel()
         await asyncio.gather(tail_task, return_exceptions=True)
