@@ -26,6 +26,7 @@ FACT_TOPICS: tuple[str, ...] = (
     "withdrawal.completed",
     "withdrawal.rejected",
     "withdrawal.failed",
+    "withdrawal.reversed",
 )
 
 INPUT_TOPICS: tuple[str, ...] = (TIERS, ASSESSMENT_COMPLETED, TRADES, ACCOUNT_COMMANDS)
@@ -35,6 +36,11 @@ TABLE_SOURCE_TOPICS: tuple[str, ...] = (TRADES, ACCOUNT_COMMANDS, PAYOUT_REQUEST
 
 
 ACCOUNTS_TABLE = "accounts"
+
+# Internal: records the PostgreSQL sink could not write because of their content (the database
+# refused them, e.g. a NUL in text), set aside with the original bytes and a reason so the rest
+# of the batch commits (agents/sink.py).
+SINK_DLQ = "sink.dlq"
 
 
 def dlq(topic: str) -> str:
@@ -70,5 +76,6 @@ class TopicNames:
             *(dlq(t) for t in INPUT_TOPICS),
             PAYOUT_REQUESTS,
             ACCOUNT_SNAPSHOTS,
+            SINK_DLQ,
         ]
         return [self.name(b) for b in bases] + [self.changelog(ACCOUNTS_TABLE)]

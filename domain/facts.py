@@ -28,6 +28,7 @@ __all__ = [
     "WITHDRAWAL_FAILED",
     "WITHDRAWAL_REJECTED",
     "WITHDRAWAL_REQUESTED",
+    "WITHDRAWAL_REVERSED",
     "FactLog",
     "fact_event_id",
 ]
@@ -42,6 +43,7 @@ WITHDRAWAL_APPROVED = "withdrawal.approved"
 WITHDRAWAL_COMPLETED = "withdrawal.completed"
 WITHDRAWAL_REJECTED = "withdrawal.rejected"
 WITHDRAWAL_FAILED = "withdrawal.failed"
+WITHDRAWAL_REVERSED = "withdrawal.reversed"
 FACT_TYPES: tuple[str, ...] = (
     ACCOUNT_CREATED,
     ACCOUNT_ACTIVATED,
@@ -53,6 +55,7 @@ FACT_TYPES: tuple[str, ...] = (
     WITHDRAWAL_COMPLETED,
     WITHDRAWAL_REJECTED,
     WITHDRAWAL_FAILED,
+    WITHDRAWAL_REVERSED,
 )
 
 FACT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fundedflow.invalid/fact")
@@ -194,4 +197,15 @@ class FactLog:
             WITHDRAWAL_FAILED,
             withdrawal.withdrawal_id,
             {"withdrawal_id": withdrawal.withdrawal_id, "reason": withdrawal.rejection_reason},
+        )
+
+    def withdrawal_reversed(self, withdrawal: Withdrawal, newly_reversed_cents: int) -> None:
+        self._emit(
+            WITHDRAWAL_REVERSED,
+            f"{withdrawal.withdrawal_id}/{withdrawal.reversed_cents}",
+            {
+                "withdrawal_id": withdrawal.withdrawal_id,
+                "amount": format_cents(newly_reversed_cents),
+                "reversed_total": format_cents(withdrawal.reversed_cents),
+            },
         )

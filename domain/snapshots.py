@@ -49,6 +49,7 @@ def snapshot(state: AccountState, withdrawal_ids: Iterable[str] = ()) -> dict[st
                 "rejection_reason": w.rejection_reason,
                 "stripe_payout_id": w.stripe_payout_id,
                 "approved_by": w.approved_by,
+                "reversed_total": format_cents(w.reversed_cents),
             }
         )
     return {

@@ -92,6 +92,9 @@ class Withdrawal:
     rejected_at: datetime | None = None
     rejection_reason: str | None = None
     stripe_payout_id: str | None = None
+    # Cents of the transfer Stripe reversed so far (cumulative, CONTRACT section 5): a partly
+    # reversed withdrawal stays `completed`; a fully reversed one is `failed`.
+    reversed_cents: int = 0
 
     @property
     def estimated_completion_at(self) -> datetime | None:
@@ -122,6 +125,7 @@ class Withdrawal:
             "rejection_reason": self.rejection_reason,
             "stripe_payout_id": self.stripe_payout_id,
             "estimated_completion_at": _ts(self.estimated_completion_at),
+            "reversed_total": format_cents(self.reversed_cents),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +145,7 @@ class Withdrawal:
             "rejected_at": _ts(self.rejected_at),
             "rejection_reason": self.rejection_reason,
             "stripe_payout_id": self.stripe_payout_id,
+            "reversed_cents": self.reversed_cents,
         }
 
     @classmethod
@@ -163,6 +168,7 @@ class Withdrawal:
             rejected_at=_parse_optional_ts(data.get("rejected_at")),
             rejection_reason=data.get("rejection_reason"),
             stripe_payout_id=data.get("stripe_payout_id"),
+            reversed_cents=_int(data.get("reversed_cents", 0)),
         )
 
 

@@ -313,6 +313,7 @@ def test_withdrawal_list_is_newest_first() -> None:
         "rejection_reason",
         "stripe_payout_id",
         "estimated_completion_at",
+        "reversed_total",
     }
 
 
