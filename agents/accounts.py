@@ -1,10 +1,15 @@
 """The account agent: the only writer of an account.
 
 Trades and every command that changes an account arrive on one channel keyed by account_id.
-Each is applied through the pure core (`domain.account.handle`); the new value is stored and
-the facts are sent at once. Faust flushes the producer before it commits an offset, so a
-crash re-reads what may not have been published, and the outbox in the stored value lets a
-re-read event publish its facts again under the same ids.
+Each is applied through the pure core (`domain.account.step`, with the applied-ids memory and
+the withdrawal archive of tables/accounts.py); the new value, the input's id and any settled
+withdrawal are stored and the facts are sent at once. Faust flushes the producer before it
+commits an offset, so a crash re-reads what may not have been published; the input offsets in
+the value recognise such a re-read exactly, and the outbox lets it publish its facts again
+under the same ids.
+
+A command that cannot be applied at all (it does not parse, or names another key) resolves the
+HTTP request waiting on it with the reason at once (`invalid_request`), never a timeout.
 """
 
 from __future__ import annotations
@@ -21,13 +26,30 @@ import faust
 from agents.dead_letters import send_dead_letter
 from app.codec import WireError, dumps, loads_object
 from app.faust_app import FundedFlow
-from app.topics import ACCOUNT_COMMANDS, ACCOUNT_SNAPSHOTS, PAYOUT_REQUESTS, TRADES
-from domain.account import AccountState, Outcome, handle
-from domain.events import InvalidEvent, parse_command, parse_trade
+from app.topics import (
+    ACCOUNT_COMMANDS,
+    ACCOUNT_SNAPSHOTS,
+    ACCOUNTS_TABLE,
+    APPLIED_IDS_TABLE,
+    PAYOUT_REQUESTS,
+    TRADES,
+    WITHDRAWAL_ARCHIVE_TABLE,
+)
+from domain.account import AccountState, Outcome, Remembered, Reply, handle, step
+from domain.events import Command, InvalidEvent, TradeEvent, parse_command, parse_trade
 from domain.money import format_cents
+from domain.policy import Refusal
 from domain.snapshots import snapshot, withdrawal_ids_in
 from domain.withdrawals import APPROVED, Withdrawal
-from tables.accounts import OUTBOX_LIMIT, dump, load, remembered_facts
+from tables.accounts import (
+    OUTBOX_LIMIT,
+    applied_key,
+    dump,
+    legacy_ids,
+    load,
+    load_offsets,
+    remembered_facts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +118,34 @@ class PayoutWatch:
         self.asked.pop(withdrawal_id, None)
 
 
+class TableMemory:
+    """`domain.account.Memory` over the applied-ids table and the withdrawal archive."""
+
+    def __init__(self, applied: Any, archive: Any) -> None:
+        self.applied = applied
+        self.archive = archive
+
+    def seen(self, account_id: str, event_id: str) -> Remembered | None:
+        value = self.applied.data.get(applied_key(account_id, event_id))
+        return None if value is None else Remembered.from_wire(value)
+
+    def archived(self, withdrawal_id: str) -> Withdrawal | None:
+        value = self.archive.data.get(withdrawal_id)
+        return None if value is None else Withdrawal.from_dict(value)
+
+
+def invalid_request(reason: str) -> Outcome:
+    """What a waiter on a command the agent could not apply gets: the reason, at once."""
+    return Outcome(None, reply=Reply.refuse(Refusal("invalid_request", reason[:500])))
+
+
 class AccountProcessor:
     def __init__(self, ff: FundedFlow) -> None:
         self.ff = ff
-        self.table = ff.extras["accounts"]
+        self.table = ff.extras[ACCOUNTS_TABLE]
+        self.applied = ff.extras[APPLIED_IDS_TABLE]
+        self.archive = ff.extras[WITHDRAWAL_ARCHIVE_TABLE]
+        self.memory = TableMemory(self.applied, self.archive)
         # Futures of HTTP requests served by this worker: by command event_id, and by
         # withdrawal id for answers that wait until a withdrawal is settled.
         self.waiters: dict[str, list[asyncio.Future[Outcome]]] = ff.extras.setdefault("waiters", {})
@@ -116,6 +162,7 @@ class AccountProcessor:
         account_id: str,
         facts: list[dict[str, Any]],
         state: AccountState | None,
+        archived: list[Withdrawal] | None = None,
     ) -> None:
         key = account_id.encode()
         for fact in facts:
@@ -128,57 +175,99 @@ class AccountProcessor:
         # Also for a duplicate: if the first pass died before its snapshot was sent, the
         # database would otherwise keep an old row until the account's next change. Rows only
         # take newer versions, so an extra snapshot is harmless.
-        snap = snapshot(state, withdrawal_ids_in(facts))
+        snap = snapshot(state, withdrawal_ids_in(facts), archived or [])
         await self.ff.topic(ACCOUNT_SNAPSHOTS).send(key=key, value=dumps(snap), force=True)
+
+    def resolve(self, event_id: str | None, outcome: Outcome) -> None:
+        for waiter in self.waiters.pop(event_id, []) if event_id else []:
+            if not waiter.done():
+                waiter.set_result(outcome)
+
+    async def refuse(
+        self, base: str, event: faust.types.EventT[bytes], event_id: str | None, reason: str
+    ) -> None:
+        await send_dead_letter(self.ff, base, event, reason)
+        self.resolve(event_id, invalid_request(reason))
 
     async def process(self, event: faust.types.EventT[bytes]) -> None:
         msg = event.message
         base = TRADES if msg.topic == self.ff.names.name(TRADES) else ACCOUNT_COMMANDS
+        obj: dict[str, Any] | None = None
         try:
             obj = loads_object(msg.value)
             item = parse_trade(obj) if base == TRADES else parse_command(obj)
         except (WireError, InvalidEvent) as exc:
-            await send_dead_letter(self.ff, base, event, f"invalid_event: {exc}")
+            claimed = obj.get("event_id") if obj is not None else None
+            await self.refuse(
+                base, event, claimed if isinstance(claimed, str) else None, f"invalid_event: {exc}"
+            )
             return
         account_id = item.account_id
         key = msg.key.decode(errors="replace") if msg.key is not None else None
         if key != account_id:
             # Another key means another partition, and so another writer for this account.
-            await send_dead_letter(
-                self.ff, base, event, f"key_mismatch: key {key!r} is not account_id {account_id!r}"
+            await self.refuse(
+                base,
+                event,
+                item.event_id,
+                f"key_mismatch: key {key!r} is not account_id {account_id!r}",
             )
             return
         # From the store itself: Table.get asks `in` and then reads, two RocksDB lookups.
-        state, outbox = load(self.table.data.get(account_id))
-        source = f"{msg.topic}:{msg.partition}:{msg.offset}"
-        outcome = handle(state, item, dedupe_window=self.ff.settings.dedupe_window)
+        raw = self.table.data.get(account_id)
+        state, outbox = load(raw)
+        offsets = load_offsets(raw)
+        for legacy_id, refusal in legacy_ids(raw):
+            # A value of the old format kept its applied ids inside: they move out once.
+            self.applied[applied_key(account_id, legacy_id)] = Remembered(refusal).to_wire()
+        partition = f"{msg.topic}:{msg.partition}"
+        source = f"{partition}:{msg.offset}"
+        outcome = self.apply(state, item, msg.offset <= offsets.get(partition, -1))
         self.processed += 1
         if base == TRADES:
             self.rule_evaluations += 1
         if outcome.dead_letter:
             detail = f": {outcome.detail}" if outcome.detail else ""
             await send_dead_letter(self.ff, base, event, outcome.dead_letter + detail)
+            if outcome.reply is None:
+                outcome = invalid_request(outcome.dead_letter + detail)
         elif outcome.duplicate:
             if state is not None:
                 # The local store may be ahead of the changelog: a SIGKILL can take a table
                 # write still in the producer's buffer while RocksDB kept it. Writing the value
                 # again puts it in the changelog, where the other workers recover from.
-                self.table[account_id] = dump(state, outbox)
+                self.table[account_id] = dump(state, outbox, offsets)
             again = remembered_facts(outbox, item.event_id, source)
             await self.publish(account_id, again, state)
         elif outcome.changed and outcome.state is not None:
+            # The id and the archive first, then the value that relies on them.
+            if outcome.remember is not None:
+                self.applied[applied_key(account_id, item.event_id)] = outcome.remember.to_wire()
+            for w in outcome.archive:
+                self.archive[w.withdrawal_id] = w.to_dict()
             if outcome.facts:
                 outbox.append([item.event_id, source, outcome.facts])
-            self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:])
-            await self.publish(account_id, outcome.facts, outcome.state)
-        for waiter in self.waiters.pop(item.event_id, []):
-            if not waiter.done():
-                waiter.set_result(outcome)
+            offsets[partition] = msg.offset
+            self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:], offsets)
+            await self.publish(account_id, outcome.facts, outcome.state, outcome.archive)
+        self.resolve(item.event_id, outcome)
         if outcome.changed and outcome.state is not None:
-            self.settle_watchers(outcome.state, outcome.facts)
+            self.settle_watchers(outcome.state, outcome.facts, outcome.archive)
             self.payout_watch.note(outcome.state)
         elif state is not None:
             self.payout_watch.note(state)
+
+    def apply(
+        self, state: AccountState | None, item: Command | TradeEvent, redelivered: bool
+    ) -> Outcome:
+        """The core's outcome; an offset the value already applied is Kafka's redelivery of
+        that very message: a duplicate whatever the id memory says (its entry may be lost)."""
+        if state is None or not redelivered:
+            return step(state, item, self.memory)
+        seen = self.memory.seen(state.account_id, item.event_id) or Remembered()
+        wid = getattr(item, "withdrawal_id", None)
+        archived = self.memory.archived(wid) if isinstance(wid, str) else None
+        return handle(state, item, seen=seen, archived=archived)
 
     async def ask_payouts_again(self) -> None:
         for wid, account_id in self.payout_watch.due():
@@ -193,11 +282,14 @@ class AccountProcessor:
             )
             self.payout_watch.asked_again(wid, account_id)
 
-    def settle_watchers(self, state: AccountState, facts: list[dict[str, Any]]) -> None:
+    def settle_watchers(
+        self, state: AccountState, facts: list[dict[str, Any]], archived: list[Withdrawal]
+    ) -> None:
+        out = {w.withdrawal_id: w for w in archived}
         for fact in facts:
             if fact["type"] not in SETTLING_FACTS:
                 continue
-            w = state.withdrawals.get(fact["withdrawal_id"])
+            w = state.withdrawals.get(fact["withdrawal_id"]) or out.get(fact["withdrawal_id"])
             if w is None:
                 continue
             for fut in self.watchers.pop(w.withdrawal_id, []):

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.topics import ACCOUNTS_TABLE, INPUT_TOPICS, TABLE_SOURCE_TOPICS, TIERS, TopicNames
+from app.topics import INPUT_TOPICS, TABLE_SOURCE_TOPICS, TABLES, TIERS, TopicNames
 
 
 class PartitionMismatch(RuntimeError):
@@ -44,11 +44,11 @@ def checked_topics(names: TopicNames) -> list[str]:
     a refusal at start naming it than a worker quietly running a layout nobody chose.
     """
     bases = dict.fromkeys([*TABLE_SOURCE_TOPICS, *INPUT_TOPICS])  # ordered, no repeats
-    return [*(names.name(b) for b in bases), names.changelog(ACCOUNTS_TABLE)]
+    return [*(names.name(b) for b in bases), *(names.changelog(t) for t in TABLES)]
 
 
 def check_partitions(counts: Mapping[str, int], names: TopicNames, expected: int) -> None:
-    table_fed = {names.name(b) for b in TABLE_SOURCE_TOPICS} | {names.changelog(ACCOUNTS_TABLE)}
+    table_fed = {names.name(b) for b in TABLE_SOURCE_TOPICS} | {names.changelog(t) for t in TABLES}
     for topic in checked_topics(names):
         found = counts.get(topic)
         if found is not None and found != expected:
@@ -84,10 +84,13 @@ async def prepare_topics(
             # the active segment, and with its 1 GiB default one segment held every record of
             # a benchmark run: a worker with an empty data dir replayed all of them. Smaller
             # segments let the cleaner keep about one value per account.
-            names.changelog(ACCOUNTS_TABLE): {
-                "cleanup.policy": "compact",
-                "segment.bytes": str(64 << 20),
-                "segment.ms": str(3_600_000),
+            **{
+                names.changelog(table): {
+                    "cleanup.policy": "compact",
+                    "segment.bytes": str(64 << 20),
+                    "segment.ms": str(3_600_000),
+                }
+                for table in TABLES
             },
         }
         new = [

@@ -40,10 +40,12 @@ from app.sink_db import (
     connect,
     parse_snapshot,
 )
-from app.topics import ACCOUNTS_TABLE, TopicNames
+from app.topics import ACCOUNTS_TABLE, WITHDRAWAL_ARCHIVE_TABLE, TopicNames
+from domain.ids import account_of_withdrawal
 from domain.snapshots import snapshot
 from domain.state import AccountState
 from domain.timestamps import format_ts
+from domain.withdrawals import Withdrawal
 
 __all__ = [
     "Difference",
@@ -115,32 +117,46 @@ def _column_differences(
     return [Difference(table, row_id, "; ".join(diffs))] if diffs else []
 
 
-def expected_rows(states: Mapping[str, AccountState]) -> tuple[Expected, list[Difference]]:
-    """The rows the sink should have written for each account (the newest snapshot of it)."""
+def expected_rows(
+    states: Mapping[str, AccountState], archived: Mapping[str, Withdrawal] | None = None
+) -> tuple[Expected, list[Difference]]:
+    """The rows the sink should have written for each account (the newest snapshot of it),
+    with its settled withdrawals that left the value for the archive (`archived`, by id)."""
     out = Expected()
     problems = []
+    by_account: dict[str, list[Withdrawal]] = {}
+    for wid, w in (archived or {}).items():
+        owner = account_of_withdrawal(wid)
+        if owner is not None:
+            by_account.setdefault(owner, []).append(w)
     for account_id, state in states.items():
+        gone = [
+            w for w in by_account.get(account_id, []) if w.withdrawal_id not in state.withdrawals
+        ]
+        ids = [*state.withdrawals, *(w.withdrawal_id for w in gone)]
         try:
-            _, rows, withdrawals = parse_snapshot(snapshot(state, list(state.withdrawals)))
+            _, rows, withdrawals = parse_snapshot(snapshot(state, ids, gone))
         except InvalidRecord as exc:
             problems.append(Difference("tables", account_id, f"no rows can be made: {exc}"))
             continue
         out.accounts[account_id] = rows.account
         out.balances[account_id] = rows.balances
-        for w in withdrawals:
-            out.withdrawals[w["id"]] = w
+        for row in withdrawals:
+            out.withdrawals[row["id"]] = row
     return out, problems
 
 
 def compare(
-    states: Mapping[str, AccountState], database: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    states: Mapping[str, AccountState],
+    database: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    archived: Mapping[str, Withdrawal] | None = None,
 ) -> list[Difference]:
     """Differences between the tables' accounts and the database rows.
 
     `database` maps each table to its rows: `funded_accounts` and `withdrawals` by `id`,
     `funded_virtual_accounts` by `funded_account_id`.
     """
-    expected, diffs = expected_rows(states)
+    expected, diffs = expected_rows(states, archived)
     for table, want_rows, columns in (
         (ACCOUNTS, expected.accounts, ACCOUNT_COLUMNS),
         (BALANCES, expected.balances, BALANCE_COLUMNS),
@@ -238,6 +254,19 @@ def parse_accounts(values: Mapping[str, bytes]) -> tuple[dict[str, AccountState]
     return states, problems
 
 
+def parse_archive(
+    values: Mapping[str, bytes],
+) -> tuple[dict[str, Withdrawal], list[Difference]]:
+    archived: dict[str, Withdrawal] = {}
+    problems = []
+    for key, raw in values.items():
+        try:
+            archived[key] = Withdrawal.from_dict(loads_object(raw))
+        except (WireError, KeyError, TypeError, ValueError) as exc:
+            problems.append(Difference("tables", key, f"unreadable archived withdrawal: {exc}"))
+    return archived, problems
+
+
 async def read_database(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
     conn = await connect(settings.database_url, settings.db_schema)
     try:
@@ -258,8 +287,12 @@ async def reconcile_report(settings: Settings) -> Report:
     topic = TopicNames(settings.topic_prefix).changelog(ACCOUNTS_TABLE)
     values = await read_changelog(settings.kafka_bootstrap_servers, topic)
     states, problems = parse_accounts(values)
+    archive_topic = TopicNames(settings.topic_prefix).changelog(WITHDRAWAL_ARCHIVE_TABLE)
+    archived, unreadable = parse_archive(
+        await read_changelog(settings.kafka_bootstrap_servers, archive_topic)
+    )
     database = await read_database(settings)
-    diffs = problems + compare(states, database)
+    diffs = problems + unreadable + compare(states, database, archived)
     return Report(
         accounts=len(states),
         rows={table: len(rows) for table, rows in database.items()},

@@ -45,8 +45,6 @@ class Settings:
     topic_partitions: int = 8
     rate_limit_per_minute: int = 60
     data_dir: Path = Path("./var")
-    # Not in the contract's table: how many applied event ids an account remembers.
-    dedupe_window: int = 10_000
     # Prefix for every topic name; empty in production, unique per test run.
     topic_prefix: str = ""
     # PostgreSQL schema (search_path) for every connection; None uses the server default.
@@ -71,7 +69,6 @@ class Settings:
             topic_partitions=_int(e, "TOPIC_PARTITIONS", d.topic_partitions),
             rate_limit_per_minute=_int(e, "RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
             data_dir=Path(_opt(e, "DATA_DIR") or str(d.data_dir)),
-            dedupe_window=_int(e, "FUNDEDFLOW_DEDUPE_WINDOW", d.dedupe_window),
             topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
             db_schema=_opt(e, "FUNDEDFLOW_DB_SCHEMA"),
             web_host=_opt(e, "WEB_HOST") or socket.gethostname(),

@@ -36,6 +36,13 @@ TABLE_SOURCE_TOPICS: tuple[str, ...] = (TRADES, ACCOUNT_COMMANDS, PAYOUT_REQUEST
 
 
 ACCOUNTS_TABLE = "accounts"
+# Every input id an account applied (key `account_id/event_id`), so a producer's redelivery at a
+# new offset changes nothing however old it is; and settled withdrawals once they leave the
+# account's value (key `withdrawal_id`). Both are written in the account's event, so they are
+# co-partitioned with it (tables/accounts.py).
+APPLIED_IDS_TABLE = "applied-ids"
+WITHDRAWAL_ARCHIVE_TABLE = "withdrawal-archive"
+TABLES: tuple[str, ...] = (ACCOUNTS_TABLE, APPLIED_IDS_TABLE, WITHDRAWAL_ARCHIVE_TABLE)
 
 # Internal: records the PostgreSQL sink could not write because of their content (the database
 # refused them, e.g. a NUL in text), set aside with the original bytes and a reason so the rest
@@ -78,4 +85,4 @@ class TopicNames:
             ACCOUNT_SNAPSHOTS,
             SINK_DLQ,
         ]
-        return [self.name(b) for b in bases] + [self.changelog(ACCOUNTS_TABLE)]
+        return [self.name(b) for b in bases] + [self.changelog(t) for t in TABLES]

@@ -6,14 +6,21 @@ facts to publish in the order they happened, a reply for the withdrawal commands
 waits on, or the reason to dead-letter the input.
 
 Every input is checked completely before anything is changed, so a refusal, a dead letter or a
-duplicate leaves the given state exactly as it was. Applied inputs are remembered by event id
-in a bounded window stored with the state, which makes redelivery harmless.
+duplicate leaves the given state exactly as it was.
+
+What the core needs from outside the account's own value comes in as arguments, looked up by
+the caller (`step` does it through a `Memory`): `seen`, what the applied-ids memory holds for
+the input's event id (a producer's redelivery at a new offset), and `archived`, a settled
+withdrawal that has left the value (a late reversal). What must go there comes back in the
+`Outcome`: `remember` (the input's entry for the applied-ids memory) and `archive` (settled
+withdrawals, to keep once they leave the value). The value itself stays bounded
+(domain/state.py: positions, open and recent withdrawals, the last RECENT_IDS input ids).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from domain.events import (
     ActivateAccount,
@@ -38,12 +45,20 @@ from domain.policy import (
     request_refusal,
 )
 from domain.rules import RULES, VIOLATION, RuleReading
-from domain.state import ACTIVE, CLOSED, AccountState, Position
+from domain.state import (
+    ACTIVE,
+    CLOSED,
+    MAX_OPEN_POSITIONS,
+    MAX_OPEN_WITHDRAWALS,
+    AccountState,
+    Position,
+)
 from domain.withdrawals import (
     APPROVED,
     AUTO_APPROVED_BY,
     COMPLETED,
     FAILED,
+    IN_FLIGHT,
     PENDING,
     REJECTED,
     SYSTEM_ACTOR,
@@ -53,25 +68,27 @@ from domain.withdrawals import (
 
 __all__ = [
     "ACCOUNT_CLOSED",
-    "DEFAULT_DEDUPE_WINDOW",
     "DUPLICATE_POSITION",
     "ILLEGAL_TRANSITION",
     "INVALID_EVENT",
+    "TOO_MANY_POSITIONS",
     "TRANSFER_MISMATCH",
     "UNKNOWN_ACCOUNT",
     "UNKNOWN_POSITION",
     "UNKNOWN_WITHDRAWAL",
     "AccountState",
+    "DictMemory",
+    "Memory",
     "Outcome",
     "Position",
+    "Remembered",
     "Reply",
     "RuleReading",
     "Withdrawal",
     "handle",
     "payout_due",
+    "step",
 ]
-
-DEFAULT_DEDUPE_WINDOW = 10_000
 
 # Dead-letter reasons: inputs that make no sense for the account.
 UNKNOWN_ACCOUNT = "unknown_account"
@@ -82,6 +99,40 @@ INVALID_EVENT = "invalid_event"
 UNKNOWN_WITHDRAWAL = "unknown_withdrawal"
 ILLEGAL_TRANSITION = "illegal_transition"
 TRANSFER_MISMATCH = "transfer_mismatch"
+TOO_MANY_POSITIONS = "too_many_positions"
+
+# Refusal codes of commands that are not business rules (views map them to HTTP statuses).
+KEY_REUSED = "idempotency_key_reused"
+TOO_MANY_OPEN_WITHDRAWALS = "too_many_open_withdrawals"
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """The applied-ids memory's entry for one input: that it was applied, and for a refused
+    request its answer; `terms` is what the request asked (a repeat under the same id that
+    asks something else is another request: `idempotency_key_reused`)."""
+
+    refusal: tuple[str, str] | None = None
+    terms: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {}
+        if self.refusal is not None:
+            wire["r"] = list(self.refusal)
+        if self.terms is not None:
+            wire["t"] = self.terms
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Remembered:
+        if not isinstance(data, dict):
+            return cls()
+        refusal = data.get("r")
+        terms = data.get("t")
+        return cls(
+            refusal=(str(refusal[0]), str(refusal[1])) if isinstance(refusal, list) else None,
+            terms=terms if isinstance(terms, str) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +170,10 @@ class Outcome:
     duplicate: bool = False
     # True when the input was applied: the state changed and must be stored.
     changed: bool = False
+    # For the applied-ids memory, under the input's event id (set when `changed`).
+    remember: Remembered | None = None
+    # Settled withdrawals that changed or left the value: the archive keeps their last form.
+    archive: list[Withdrawal] = field(default_factory=list)
 
 
 _INPUTS = (
@@ -140,19 +195,64 @@ def payout_due(state: AccountState) -> list[Withdrawal]:
     return [w for w in state.withdrawals.values() if w.status == APPROVED]
 
 
+# --- what the core needs from outside the value ------------------------------------------------
+
+
+class Memory(Protocol):
+    """The caller's applied-ids memory and withdrawal archive, for `step`."""
+
+    def seen(self, account_id: str, event_id: str) -> Remembered | None: ...
+
+    def archived(self, withdrawal_id: str) -> Withdrawal | None: ...
+
+
+@dataclass
+class DictMemory:
+    """A `Memory` in plain dicts (the tests' replay; the agent keeps the same in tables)."""
+
+    ids: dict[tuple[str, str], Remembered] = field(default_factory=dict)
+    withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
+
+    def seen(self, account_id: str, event_id: str) -> Remembered | None:
+        return self.ids.get((account_id, event_id))
+
+    def archived(self, withdrawal_id: str) -> Withdrawal | None:
+        return self.withdrawals.get(withdrawal_id)
+
+    def record(self, message: Command | TradeEvent, outcome: Outcome) -> None:
+        if outcome.changed and outcome.remember is not None:
+            self.ids[(message.account_id, message.event_id)] = outcome.remember
+        for w in outcome.archive:
+            self.withdrawals[w.withdrawal_id] = w
+
+
+def step(state: AccountState | None, message: Command | TradeEvent, memory: Memory) -> Outcome:
+    """`handle` with its outside look-ups done through `memory` (one of each at most)."""
+    if not isinstance(message, _INPUTS):
+        return handle(state, message)
+    seen = None
+    if state is not None and not isinstance(message, ActivateAccount):
+        seen = memory.seen(message.account_id, message.event_id)
+    archived = None
+    withdrawal_id = getattr(message, "withdrawal_id", None)
+    if state is not None and isinstance(withdrawal_id, str):
+        if withdrawal_id not in state.withdrawals:
+            archived = memory.archived(withdrawal_id)
+    return handle(state, message, seen=seen, archived=archived)
+
+
 def handle(
     state: AccountState | None,
     message: Command | TradeEvent,
     *,
-    dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+    seen: Remembered | None = None,
+    archived: Withdrawal | None = None,
 ) -> Outcome:
     """Apply one input to one account (see the module docstring)."""
-    if dedupe_window < 1:
-        raise ValueError("dedupe_window must be at least 1")
     if not isinstance(message, _INPUTS):
         return Outcome(state, dead_letter=INVALID_EVENT, detail=f"unsupported input {message!r}")
     if isinstance(message, ActivateAccount):
-        return _activate(state, message, dedupe_window)
+        return _activate(state, message)
     if state is None:
         return _unknown_account(message)
     if message.account_id != state.account_id:
@@ -161,21 +261,33 @@ def handle(
             dead_letter=INVALID_EVENT,
             detail=f"account_id {message.account_id} does not match {state.account_id}",
         )
-    if state.has_applied(message.event_id):
-        return _duplicate(state, message)
+    if archived is not None and (
+        archived.withdrawal_id in state.withdrawals
+        or getattr(message, "withdrawal_id", None) != archived.withdrawal_id
+    ):
+        archived = None  # the value's own copy is the newer one
+    if seen is None:
+        recent = state.recent(message.event_id)
+        if recent is not None:
+            # The memory lost its entry (a crash between two changelog writes): the value's
+            # own recent ids still know the input, though not its whole answer.
+            code = recent[1]
+            seen = Remembered(refusal=None if code is None else (code, "refused before"))
+    if seen is not None:
+        return _duplicate(state, message, seen, archived)
     if isinstance(message, PositionOpened | PositionUpdated | PositionClosed):
-        return _trade(state, message, dedupe_window)
+        return _trade(state, message)
     if isinstance(message, RequestWithdrawal):
-        return _request(state, message, dedupe_window)
+        return _request(state, message, archived)
     if isinstance(message, ApproveWithdrawal):
-        return _approve(state, message, dedupe_window)
+        return _approve(state, message, archived)
     if isinstance(message, RejectWithdrawal):
-        return _reject(state, message, dedupe_window)
+        return _reject(state, message, archived)
     if isinstance(message, PayoutSucceeded):
-        return _payout_succeeded(state, message, dedupe_window)
+        return _payout_succeeded(state, message)
     if isinstance(message, PayoutFailed):
-        return _payout_failed(state, message, dedupe_window)
-    return _reverse(state, message, dedupe_window)
+        return _payout_failed(state, message)
+    return _reverse(state, message, archived)
 
 
 # --- shared steps ------------------------------------------------------------------------------
@@ -185,34 +297,71 @@ def _log(state: AccountState, message: Command | TradeEvent) -> FactLog:
     return FactLog(message.event_id, message.occurred_at, state.account_id, state.user_id)
 
 
+def _terms(message: Command | TradeEvent) -> str | None:
+    """What a request asks, for telling a repeat from another request under the same id."""
+    if isinstance(message, RequestWithdrawal):
+        return f"{message.amount_cents}|{message.payment_method}|{message.destination}"
+    if isinstance(message, RejectWithdrawal):
+        return message.reason
+    return None
+
+
 def _commit(
     state: AccountState,
     message: Command | TradeEvent,
-    window: int,
     log: FactLog,
     reply: Reply | None = None,
 ) -> Outcome:
-    """Record an applied input: remember its id, bump the version, move `updated_at` on."""
-    state.remember(message.event_id, window)
+    """Record an applied input: remember its id, bump the version, move `updated_at` on, and
+    move settled withdrawals past RECENT_SETTLED out to the archive."""
+    state.remember(message.event_id)
     state.version += 1
     # Inputs may carry times slightly out of order; updated_at never goes back.
     state.updated_at = max(state.updated_at, message.occurred_at)
-    return Outcome(state, facts=log.facts, reply=reply, changed=True)
+    archive: dict[str, Withdrawal] = {}
+    for fact in log.facts:
+        w = state.withdrawals.get(fact.get("withdrawal_id", ""))
+        if w is not None and w.status not in IN_FLIGHT:
+            archive[w.withdrawal_id] = w
+    for w in state.settle_out():
+        archive[w.withdrawal_id] = w
+    return Outcome(
+        state,
+        facts=log.facts,
+        reply=reply,
+        changed=True,
+        remember=Remembered(terms=_terms(message)),
+        archive=list(archive.values()),
+    )
 
 
-def _withdrawal_reply(state: AccountState, withdrawal_id: str) -> Reply | None:
-    withdrawal = state.withdrawals.get(withdrawal_id)
+def _withdrawal_reply(
+    state: AccountState, withdrawal_id: str, archived: Withdrawal | None = None
+) -> Reply | None:
+    withdrawal = state.withdrawals.get(withdrawal_id) or archived
     return None if withdrawal is None else Reply.accept(withdrawal, state.account_id)
 
 
-def _duplicate(state: AccountState, message: Command | TradeEvent) -> Outcome:
+def _key_reused() -> Reply:
+    return Reply.refuse(Refusal(KEY_REUSED, "this Idempotency-Key was used with another request"))
+
+
+def _duplicate(
+    state: AccountState,
+    message: Command | TradeEvent,
+    seen: Remembered,
+    archived: Withdrawal | None,
+) -> Outcome:
     reply = None
-    refused = state.refusals.get(message.event_id)
-    if refused is not None:
-        reply = Reply(accepted=False, code=refused[0], message=refused[1])
+    terms = _terms(message)
+    if seen.terms is not None and terms is not None and seen.terms != terms:
+        # The same id (derived from the same Idempotency-Key) asking for something else.
+        reply = _key_reused()
+    elif seen.refusal is not None:
+        reply = Reply(accepted=False, code=seen.refusal[0], message=seen.refusal[1])
     elif isinstance(message, RequestWithdrawal | ApproveWithdrawal | RejectWithdrawal):
         # Whoever waits on a redelivered command gets the withdrawal as it stands now.
-        reply = _withdrawal_reply(state, message.withdrawal_id)
+        reply = _withdrawal_reply(state, message.withdrawal_id, archived)
     return Outcome(state, reply=reply, duplicate=True)
 
 
@@ -228,7 +377,7 @@ def _unknown_account(message: Command | TradeEvent) -> Outcome:
 # --- activation --------------------------------------------------------------------------------
 
 
-def _activate(state: AccountState | None, cmd: ActivateAccount, window: int) -> Outcome:
+def _activate(state: AccountState | None, cmd: ActivateAccount) -> Outcome:
     if state is not None:
         # One assessment, one account: a redelivered activation changes nothing.
         return Outcome(state, duplicate=True)
@@ -247,13 +396,13 @@ def _activate(state: AccountState | None, cmd: ActivateAccount, window: int) -> 
     log = _log(account, cmd)
     log.account_created(cmd.assessment_id, cmd.tier.tier_id, start)
     log.account_activated(cmd.activated_at)
-    return _commit(account, cmd, window, log)
+    return _commit(account, cmd, log)
 
 
 # --- trades ------------------------------------------------------------------------------------
 
 
-def _trade(state: AccountState, event: TradeEvent, window: int) -> Outcome:
+def _trade(state: AccountState, event: TradeEvent) -> Outcome:
     position = state.positions.get(event.position_id)
     if isinstance(event, PositionOpened):
         if not state.is_active:
@@ -263,6 +412,12 @@ def _trade(state: AccountState, event: TradeEvent, window: int) -> Outcome:
                 state,
                 dead_letter=DUPLICATE_POSITION,
                 detail=f"position {event.position_id} is already open",
+            )
+        if len(state.positions) >= MAX_OPEN_POSITIONS:
+            return Outcome(
+                state,
+                dead_letter=TOO_MANY_POSITIONS,
+                detail=f"an account holds at most {MAX_OPEN_POSITIONS} open positions",
             )
         state.positions[event.position_id] = Position(
             position_id=event.position_id,
@@ -302,7 +457,7 @@ def _trade(state: AccountState, event: TradeEvent, window: int) -> Outcome:
     if state.is_active:
         # A closed account is being liquidated: its balances move, its rules are over.
         _check_rules(state, event, log)
-    return _commit(state, event, window, log)
+    return _commit(state, event, log)
 
 
 def _check_rules(state: AccountState, event: TradeEvent, log: FactLog) -> None:
@@ -343,22 +498,41 @@ def _close(state: AccountState, reason: str, event: TradeEvent, log: FactLog) ->
 # --- withdrawal decisions ----------------------------------------------------------------------
 
 
-def _request(state: AccountState, cmd: RequestWithdrawal, window: int) -> Outcome:
+def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal | None) -> Outcome:
     if cmd.user_id != state.user_id:
         # Said the way the HTTP API says it: no hint that another user's account exists.
         return Outcome(
             state, reply=Reply.refuse(Refusal(Code.UNKNOWN_ACCOUNT, "no such funded account"))
         )
-    if cmd.withdrawal_id in state.withdrawals:
-        # The same request under a new event id (e.g. a client retry): answer it again.
-        return _duplicate(state, cmd)
+    existing = state.withdrawals.get(cmd.withdrawal_id) or archived
+    if existing is not None:
+        # The same request under a new event id (e.g. a client retry): answer it again, unless
+        # it asks for something else than the withdrawal its key named.
+        if (existing.amount_cents, existing.payment_method, existing.destination) != (
+            cmd.amount_cents,
+            cmd.payment_method,
+            cmd.destination,
+        ):
+            return Outcome(state, reply=_key_reused(), duplicate=True)
+        return Outcome(state, reply=Reply.accept(existing, state.account_id), duplicate=True)
     refusal = request_refusal(state, cmd)
+    if refusal is None and state.open_withdrawals_count >= MAX_OPEN_WITHDRAWALS:
+        refusal = Refusal(
+            TOO_MANY_OPEN_WITHDRAWALS,
+            f"at most {MAX_OPEN_WITHDRAWALS} withdrawals may be pending or in payment at once",
+        )
     if refusal is not None:
         # Nothing of the account changes, but the answer is kept: read again after a crash,
-        # the same request gets the same refusal (see `_duplicate`).
-        state.remember_refusal(cmd.event_id, refusal.code, refusal.message, window)
+        # or repeated after Redis lost the first answer, the same request gets the same refusal
+        # (see `_duplicate`).
+        state.remember(cmd.event_id, refusal.code)
         state.version += 1
-        return Outcome(state, reply=Reply.refuse(refusal), changed=True)
+        return Outcome(
+            state,
+            reply=Reply.refuse(refusal),
+            changed=True,
+            remember=Remembered(refusal=(refusal.code, refusal.message), terms=_terms(cmd)),
+        )
 
     withdrawal = Withdrawal(
         withdrawal_id=cmd.withdrawal_id,
@@ -378,11 +552,13 @@ def _request(state: AccountState, cmd: RequestWithdrawal, window: int) -> Outcom
         )
         log.withdrawal_approved(withdrawal)
     state.withdrawals[withdrawal.withdrawal_id] = withdrawal
-    return _commit(state, cmd, window, log, Reply.accept(withdrawal, state.account_id))
+    return _commit(state, cmd, log, Reply.accept(withdrawal, state.account_id))
 
 
-def _pending(state: AccountState, withdrawal_id: str) -> Withdrawal | Refusal:
-    withdrawal = state.withdrawals.get(withdrawal_id)
+def _pending(
+    state: AccountState, withdrawal_id: str, archived: Withdrawal | None
+) -> Withdrawal | Refusal:
+    withdrawal = state.withdrawals.get(withdrawal_id) or archived
     if withdrawal is None:
         return Refusal(Code.UNKNOWN_WITHDRAWAL, f"no withdrawal {withdrawal_id} on this account")
     if withdrawal.status != PENDING:
@@ -390,8 +566,8 @@ def _pending(state: AccountState, withdrawal_id: str) -> Withdrawal | Refusal:
     return withdrawal
 
 
-def _approve(state: AccountState, cmd: ApproveWithdrawal, window: int) -> Outcome:
-    found = _pending(state, cmd.withdrawal_id)
+def _approve(state: AccountState, cmd: ApproveWithdrawal, archived: Withdrawal | None) -> Outcome:
+    found = _pending(state, cmd.withdrawal_id, archived)
     if isinstance(found, Refusal):
         return Outcome(state, reply=Reply.refuse(found))
     log = _log(state, cmd)
@@ -403,18 +579,18 @@ def _approve(state: AccountState, cmd: ApproveWithdrawal, window: int) -> Outcom
         decided = transition(found, REJECTED, rejected_at=cmd.at, rejection_reason=refusal.code)
         log.withdrawal_rejected(decided, cmd.admin_id)
     state.withdrawals[decided.withdrawal_id] = decided
-    return _commit(state, cmd, window, log, Reply.accept(decided, state.account_id))
+    return _commit(state, cmd, log, Reply.accept(decided, state.account_id))
 
 
-def _reject(state: AccountState, cmd: RejectWithdrawal, window: int) -> Outcome:
-    found = _pending(state, cmd.withdrawal_id)
+def _reject(state: AccountState, cmd: RejectWithdrawal, archived: Withdrawal | None) -> Outcome:
+    found = _pending(state, cmd.withdrawal_id, archived)
     if isinstance(found, Refusal):
         return Outcome(state, reply=Reply.refuse(found))
     rejected = transition(found, REJECTED, rejected_at=cmd.at, rejection_reason=cmd.reason)
     state.withdrawals[rejected.withdrawal_id] = rejected
     log = _log(state, cmd)
     log.withdrawal_rejected(rejected, cmd.admin_id)
-    return _commit(state, cmd, window, log, Reply.accept(rejected, state.account_id))
+    return _commit(state, cmd, log, Reply.accept(rejected, state.account_id))
 
 
 # --- payout results ----------------------------------------------------------------------------
@@ -437,7 +613,7 @@ def _not_from(state: AccountState, withdrawal: Withdrawal, event: str) -> Outcom
     )
 
 
-def _payout_succeeded(state: AccountState, cmd: PayoutSucceeded, window: int) -> Outcome:
+def _payout_succeeded(state: AccountState, cmd: PayoutSucceeded) -> Outcome:
     found = _known(state, cmd.withdrawal_id)
     if isinstance(found, Outcome):
         return found
@@ -446,17 +622,26 @@ def _payout_succeeded(state: AccountState, cmd: PayoutSucceeded, window: int) ->
             # Already recorded (completed, perhaps reversed since): a repeat of the same result.
             return Outcome(state, duplicate=True)
         return _not_from(state, found, "payout_succeeded")
+    held = found.held_reversal
     completed = transition(
-        found, COMPLETED, completed_at=cmd.at, stripe_payout_id=cmd.stripe_transfer_id
+        found,
+        COMPLETED,
+        completed_at=cmd.at,
+        stripe_payout_id=cmd.stripe_transfer_id,
+        held_reversal=None,
     )
     state.withdrawals[completed.withdrawal_id] = completed
     state.total_withdrawals_cents += completed.amount_cents
     log = _log(state, cmd)
     log.withdrawal_completed(completed)
-    return _commit(state, cmd, window, log)
+    if held is not None and held[0] == cmd.stripe_transfer_id:
+        # Stripe told of a reversal before this result arrived: it applies now. A held
+        # reversal of another transfer is not this withdrawal's and is dropped.
+        _apply_reversal(state, completed, held[1], cmd.at, log)
+    return _commit(state, cmd, log)
 
 
-def _payout_failed(state: AccountState, cmd: PayoutFailed, window: int) -> Outcome:
+def _payout_failed(state: AccountState, cmd: PayoutFailed) -> Outcome:
     found = _known(state, cmd.withdrawal_id)
     if isinstance(found, Outcome):
         return found
@@ -464,33 +649,69 @@ def _payout_failed(state: AccountState, cmd: PayoutFailed, window: int) -> Outco
         if found.status == FAILED and found.stripe_payout_id is None:
             return Outcome(state, duplicate=True)
         return _not_from(state, found, "payout_failed")
-    failed = transition(found, FAILED, rejected_at=cmd.at, rejection_reason=cmd.reason)
+    failed = transition(
+        found, FAILED, rejected_at=cmd.at, rejection_reason=cmd.reason, held_reversal=None
+    )
     state.withdrawals[failed.withdrawal_id] = failed
     log = _log(state, cmd)
     log.withdrawal_failed(failed)
-    return _commit(state, cmd, window, log)
+    return _commit(state, cmd, log)
 
 
-def _reverse(state: AccountState, cmd: ReverseTransfer, window: int) -> Outcome:
-    found = _known(state, cmd.withdrawal_id)
-    if isinstance(found, Outcome):
-        return found
+def _apply_reversal(
+    state: AccountState, w: Withdrawal, cumulative_cents: int, at: Any, log: FactLog
+) -> bool:
+    """Give back exactly the newly reversed cents (CONTRACT section 5): the transfer's
+    cumulative reversed amount less what was already given back. Fully reversed: `failed`."""
+    target = min(cumulative_cents, w.amount_cents)
+    newly = target - w.reversed_cents
+    if newly <= 0:
+        return False
+    updated = replace(w, reversed_cents=target)
+    # The money came back: it no longer counts as paid, so the share covers it again.
+    state.total_withdrawals_cents -= newly
+    log.withdrawal_reversed(updated, newly)
+    if target == w.amount_cents:
+        updated = transition(
+            updated, FAILED, rejected_at=at, rejection_reason=str(Code.TRANSFER_REVERSED)
+        )
+        log.withdrawal_failed(updated)
+    state.withdrawals[updated.withdrawal_id] = updated
+    return True
+
+
+def _reverse(state: AccountState, cmd: ReverseTransfer, archived: Withdrawal | None) -> Outcome:
+    found = state.withdrawals.get(cmd.withdrawal_id) or archived
+    if found is None:
+        return Outcome(
+            state, dead_letter=UNKNOWN_WITHDRAWAL, detail=f"no withdrawal {cmd.withdrawal_id}"
+        )
     if found.stripe_payout_id is not None and found.stripe_payout_id != cmd.stripe_transfer_id:
         return Outcome(
             state,
             dead_letter=TRANSFER_MISMATCH,
             detail=f"withdrawal {found.withdrawal_id} was paid by {found.stripe_payout_id}",
         )
-    if found.status != COMPLETED:
-        if found.status == FAILED and found.rejection_reason == Code.TRANSFER_REVERSED:
+    if found.status == APPROVED:
+        # The payout result is not applied yet: keep the reversal (the highest cumulative
+        # figure seen) and apply it once the transfer is known (`_payout_succeeded`).
+        held = found.held_reversal
+        if held is not None and held[0] == cmd.stripe_transfer_id:
+            if cmd.amount_reversed_cents <= held[1]:
+                return Outcome(state, duplicate=True)
+        state.withdrawals[found.withdrawal_id] = replace(
+            found, held_reversal=(cmd.stripe_transfer_id, cmd.amount_reversed_cents)
+        )
+        return _commit(state, cmd, _log(state, cmd))
+    if found.status == COMPLETED:
+        state.withdrawals[found.withdrawal_id] = found  # back in the value if it was archived
+        log = _log(state, cmd)
+        if not _apply_reversal(state, found, cmd.amount_reversed_cents, cmd.at, log):
+            # A stale or repeated figure (events can come out of order): nothing more came back.
+            if archived is not None:
+                del state.withdrawals[found.withdrawal_id]
             return Outcome(state, duplicate=True)
-        return _not_from(state, found, "reverse_transfer")
-    reversed_ = transition(
-        found, FAILED, rejected_at=cmd.at, rejection_reason=str(Code.TRANSFER_REVERSED)
-    )
-    state.withdrawals[reversed_.withdrawal_id] = reversed_
-    # The money came back: it no longer counts as paid, so the share covers it again.
-    state.total_withdrawals_cents -= reversed_.amount_cents
-    log = _log(state, cmd)
-    log.withdrawal_failed(reversed_)
-    return _commit(state, cmd, window, log)
+        return _commit(state, cmd, log)
+    if found.status == FAILED and found.rejection_reason == Code.TRANSFER_REVERSED:
+        return Outcome(state, duplicate=True)
+    return _not_from(state, found, "reverse_transfer")

@@ -437,10 +437,14 @@ class PayoutFailed:
 
 @dataclass(frozen=True)
 class ReverseTransfer:
+    """Stripe's `transfer.reversed`: `amount_reversed_cents` is the transfer's cumulative
+    `amount_reversed` (Stripe sends the event for partial reversals too)."""
+
     event_id: str
     account_id: str
     withdrawal_id: str
     stripe_transfer_id: str
+    amount_reversed_cents: int
     at: datetime
 
     TYPE: ClassVar[str] = "reverse_transfer"
@@ -456,6 +460,7 @@ class ReverseTransfer:
             "account_id": self.account_id,
             "withdrawal_id": self.withdrawal_id,
             "stripe_transfer_id": self.stripe_transfer_id,
+            "amount_reversed": format_cents(self.amount_reversed_cents),
             "at": format_ts(self.at),
         }
 
@@ -555,13 +560,17 @@ def _parse_payout_failed(fields: FieldReader) -> PayoutFailed:
 
 
 def _parse_reverse(fields: FieldReader) -> ReverseTransfer:
-    return ReverseTransfer(
+    cmd = ReverseTransfer(
         event_id=fields.string("event_id"),
         account_id=fields.string("account_id"),
         withdrawal_id=fields.string("withdrawal_id"),
         stripe_transfer_id=fields.string("stripe_transfer_id"),
+        amount_reversed_cents=fields.money("amount_reversed"),
         at=fields.timestamp("at"),
     )
+    if cmd.amount_reversed_cents <= 0:
+        fields.fail("invalid_field", "amount_reversed must be positive")
+    return cmd
 
 
 _COMMAND_PARSERS: dict[str, Callable[[FieldReader], Command]] = {

@@ -14,7 +14,7 @@ from enum import StrEnum
 from domain.events import RequestWithdrawal
 from domain.money import format_cents
 from domain.state import AccountState
-from domain.withdrawals import Withdrawal
+from domain.withdrawals import REVIEW_FROM_CENTS, Withdrawal
 
 __all__ = [
     "AUTO_APPROVE_BELOW_CENTS",
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 MIN_WITHDRAWAL_CENTS = 100_00
-AUTO_APPROVE_BELOW_CENTS = 1_000_00
+AUTO_APPROVE_BELOW_CENTS = REVIEW_FROM_CENTS
 SUPPORTED_PAYMENT_METHODS: frozenset[str] = frozenset({"stripe_connect"})
 # A Stripe Connect account id: `acct_` and alphanumerics.
 _DESTINATION_RE = re.compile(r"acct_[A-Za-z0-9]{1,250}")

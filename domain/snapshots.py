@@ -12,6 +12,7 @@ from typing import Any
 from domain.money import format_cents
 from domain.state import AccountState
 from domain.timestamps import format_ts
+from domain.withdrawals import Withdrawal
 
 
 def _ts(value: Any) -> str | None:
@@ -28,11 +29,15 @@ def withdrawal_ids_in(facts: Iterable[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def snapshot(state: AccountState, withdrawal_ids: Iterable[str] = ()) -> dict[str, Any]:
-    """Rows for `funded_accounts`, `funded_virtual_accounts` and the named `withdrawals`."""
+def snapshot(
+    state: AccountState, withdrawal_ids: Iterable[str] = (), archived: Iterable[Withdrawal] = ()
+) -> dict[str, Any]:
+    """Rows for `funded_accounts`, `funded_virtual_accounts` and the named `withdrawals` (found
+    in the value, or among `archived`: those that just left it)."""
+    out = {w.withdrawal_id: w for w in archived}
     withdrawals = []
     for wid in withdrawal_ids:
-        w = state.withdrawals.get(wid)
+        w = state.withdrawals.get(wid) or out.get(wid)
         if w is None:
             continue
         withdrawals.append(

@@ -29,12 +29,23 @@ from domain.tiers import Tier, parse_tier
 from domain.timestamps import format_ts, parse_ts
 from domain.withdrawals import IN_FLIGHT, PENDING, Withdrawal
 
-__all__ = ["ACTIVE", "CLOSED", "STATE_FORMAT", "AccountState", "CorruptState", "Position"]
+__all__ = [
+    "ACTIVE",
+    "CLOSED",
+    "MAX_OPEN_POSITIONS",
+    "MAX_OPEN_WITHDRAWALS",
+    "RECENT_IDS",
+    "RECENT_SETTLED",
+    "STATE_FORMAT",
+    "AccountState",
+    "CorruptState",
+    "Position",
+]
 
 ACTIVE = "active"
 CLOSED = "closed"
 # Bumped when the stored form changes incompatibly; `from_dict` refuses other formats.
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 class CorruptState(ValueError):
@@ -100,7 +111,24 @@ def _optional_ts(moment: datetime | None) -> str | None:
     return None if moment is None else format_ts(moment)
 
 
-MAX_REMEMBERED_REFUSALS = 256
+def _settled_order(w: Withdrawal) -> tuple[datetime, datetime, str]:
+    """Oldest settlement first: the settlement time (completion, rejection or failure)."""
+    at = w.rejected_at or w.completed_at or w.approved_at or w.requested_at
+    return (at, w.requested_at, w.withdrawal_id)
+
+
+# Bounds of the stored value (CONTRACT: no input, however long-lived the account, may make it
+# unsendable; tests/unit/domain/test_bounds.py builds the largest value these allow).
+# Open positions: a `position_opened` past this goes to the dead-letter topic.
+MAX_OPEN_POSITIONS = 200
+# Withdrawals in flight (pending or approved): a request past this is refused.
+MAX_OPEN_WITHDRAWALS = 10
+# Settled withdrawals kept in the value after they settle (newest first out of it); older ones
+# live in the withdrawal archive table (for reversals) and PostgreSQL (for the list route).
+RECENT_SETTLED = 8
+# Ids of the last inputs applied, kept with the value: a second line of defence behind the
+# applied-ids table for producer redeliveries right after a crash (see agents/accounts.py).
+RECENT_IDS = 64
 
 
 @dataclass
@@ -126,12 +154,9 @@ class AccountState:
     total_withdrawals_cents: int = 0
     withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
     rule_status: dict[str, str] = field(default_factory=lambda: dict.fromkeys(RULES, SAFE))
-    # Ids of the last inputs applied, oldest first, and the same ids as a set for lookups.
-    applied_event_ids: deque[str] = field(default_factory=deque)
-    applied_event_set: set[str] = field(default_factory=set, repr=False, compare=False)
-    # Withdrawal requests refused lately, by event id: (code, message). A request read again
-    # after a crash gets the answer it already had, not a new decision against a newer state.
-    refusals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The last RECENT_IDS inputs applied, oldest first: (event id, refusal code or None). The
+    # newest is the input that made `version`: one entry per version.
+    recent_ids: deque[tuple[str, str | None]] = field(default_factory=deque)
     # +1 on every applied change: the database sink keeps the row with the highest version.
     version: int = 0
 
@@ -194,25 +219,35 @@ class AccountState:
             for rule, (value, threshold) in values.items()
         }
 
-    # --- dedupe window -------------------------------------------------------------------
+    @property
+    def open_withdrawals_count(self) -> int:
+        return sum(1 for w in self.withdrawals.values() if w.status in IN_FLIGHT)
 
-    def has_applied(self, event_id: str) -> bool:
-        return event_id in self.applied_event_set
+    # --- recent inputs ---------------------------------------------------------------------
 
-    def remember_refusal(self, event_id: str, code: str, message: str, window: int) -> None:
-        """Keep a refused request's answer while its id is in the dedupe window."""
-        self.remember(event_id, window)
-        self.refusals[event_id] = (code, message)
-        for old in [e for e in self.refusals if e not in self.applied_event_set]:
-            del self.refusals[old]
-        while len(self.refusals) > MAX_REMEMBERED_REFUSALS:
-            del self.refusals[next(iter(self.refusals))]
+    def recent(self, event_id: str) -> tuple[str, str | None] | None:
+        """The entry of `event_id` if it is one of the last RECENT_IDS inputs applied."""
+        for entry in self.recent_ids:
+            if entry[0] == event_id:
+                return entry
+        return None
 
-    def remember(self, event_id: str, window: int) -> None:
-        self.applied_event_ids.append(event_id)
-        self.applied_event_set.add(event_id)
-        while len(self.applied_event_ids) > window:
-            self.applied_event_set.discard(self.applied_event_ids.popleft())
+    def remember(self, event_id: str, refusal_code: str | None = None) -> None:
+        self.recent_ids.append((event_id, refusal_code))
+        while len(self.recent_ids) > RECENT_IDS:
+            self.recent_ids.popleft()
+
+    def settle_out(self) -> list[Withdrawal]:
+        """Move all but the RECENT_SETTLED newest settled withdrawals out of the value; they are
+        returned for the archive. In-flight ones always stay."""
+        settled = [w for w in self.withdrawals.values() if w.status not in IN_FLIGHT]
+        if len(settled) <= RECENT_SETTLED:
+            return []
+        settled.sort(key=_settled_order)
+        out = settled[: len(settled) - RECENT_SETTLED]
+        for w in out:
+            del self.withdrawals[w.withdrawal_id]
+        return out
 
     # --- wire forms (CONTRACT section 7) ---------------------------------------------------
 
@@ -280,8 +315,7 @@ class AccountState:
             "total_withdrawals_cents": self.total_withdrawals_cents,
             "withdrawals": [w.to_dict() for w in self.withdrawals.values()],
             "rule_status": dict(self.rule_status),
-            "applied_event_ids": list(self.applied_event_ids),
-            "refusals": [[e, code, msg] for e, (code, msg) in self.refusals.items()],
+            "recent_ids": [[e, code] for e, code in self.recent_ids],
             "version": self.version,
             "updated_at": format_ts(self.updated_at),
         }
@@ -297,6 +331,8 @@ class AccountState:
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> AccountState:
+        if data.get("format") == 1:
+            data = upgrade_format_1(data)
         if data.get("format") != STATE_FORMAT:
             raise CorruptState(f"unknown stored account format {data.get('format')!r}")
         status = data["status"]
@@ -307,7 +343,9 @@ class AccountState:
             raise CorruptState(f"unknown rule status in {rule_status!r}")
         positions = [Position.from_dict(p) for p in data["positions"]]
         withdrawals = [Withdrawal.from_dict(w) for w in data["withdrawals"]]
-        applied = deque(str(e) for e in data["applied_event_ids"])
+        recent: deque[tuple[str, str | None]] = deque(
+            (str(e), None if c is None else str(c)) for e, c in data["recent_ids"]
+        )
         closed_at = data.get("closed_at")
         return cls(
             account_id=str(data["account_id"]),
@@ -326,9 +364,27 @@ class AccountState:
             total_withdrawals_cents=_integer(data["total_withdrawals_cents"]),
             withdrawals={w.withdrawal_id: w for w in withdrawals},
             rule_status=rule_status,
-            applied_event_ids=applied,
-            applied_event_set=set(applied),
-            refusals={str(e): (str(c), str(m)) for e, c, m in data.get("refusals", [])},
+            recent_ids=recent,
             version=_integer(data["version"]),
             updated_at=parse_ts(data["updated_at"]),
         )
+
+
+def upgrade_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 kept every applied id (up to the old 10,000 window) and the refusals inside the
+    value. Format 2 keeps the last RECENT_IDS of them; the agent moves the rest into the
+    applied-ids table on first load (`legacy_memory`)."""
+    refused = {str(e): str(c) for e, c, _ in data.get("refusals", [])}
+    ids = [str(e) for e in data["applied_event_ids"]][-RECENT_IDS:]
+    upgraded = {k: v for k, v in data.items() if k not in ("applied_event_ids", "refusals")}
+    upgraded["recent_ids"] = [[e, refused.get(e)] for e in ids]
+    upgraded["format"] = STATE_FORMAT
+    return upgraded
+
+
+def legacy_memory(data: dict[str, Any]) -> list[tuple[str, tuple[str, str] | None]]:
+    """The applied ids of a format-1 value, with the refusal answer of the refused ones."""
+    if data.get("format") != 1:
+        return []
+    refused = {str(e): (str(c), str(m)) for e, c, m in data.get("refusals", [])}
+    return [(str(e), refused.get(str(e))) for e in data.get("applied_event_ids", [])]

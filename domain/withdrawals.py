@@ -10,8 +10,10 @@ rejected withdrawal can never be paid and a paid one never paid twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from domain.money import format_cents
@@ -30,6 +32,7 @@ __all__ = [
     "TRANSITIONS",
     "IllegalTransition",
     "Withdrawal",
+    "from_row",
     "transition",
 ]
 
@@ -51,6 +54,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 AUTO_APPROVED_BY = "auto"
+# Requests of this amount or more wait for an admin (CONTRACT section 5; domain/policy.py).
+REVIEW_FROM_CENTS = 1_000_00
 SYSTEM_ACTOR = "system"
 
 # Estimates shown to the trader (`estimated_completion_at`): a Stripe Connect transfer lands
@@ -95,6 +100,9 @@ class Withdrawal:
     # Cents of the transfer Stripe reversed so far (cumulative, CONTRACT section 5): a partly
     # reversed withdrawal stays `completed`; a fully reversed one is `failed`.
     reversed_cents: int = 0
+    # A `transfer.reversed` that came before the payout result (the withdrawal still
+    # `approved`): (transfer id, cumulative reversed cents), applied once the transfer is known.
+    held_reversal: tuple[str, int] | None = None
 
     @property
     def estimated_completion_at(self) -> datetime | None:
@@ -146,6 +154,7 @@ class Withdrawal:
             "rejection_reason": self.rejection_reason,
             "stripe_payout_id": self.stripe_payout_id,
             "reversed_cents": self.reversed_cents,
+            "held_reversal": None if self.held_reversal is None else list(self.held_reversal),
         }
 
     @classmethod
@@ -169,6 +178,7 @@ class Withdrawal:
             rejection_reason=data.get("rejection_reason"),
             stripe_payout_id=data.get("stripe_payout_id"),
             reversed_cents=_int(data.get("reversed_cents", 0)),
+            held_reversal=_held(data.get("held_reversal")),
         )
 
 
@@ -176,6 +186,44 @@ def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected integer cents, got {value!r}")
     return value
+
+
+def from_row(row: Mapping[str, Any]) -> Withdrawal:
+    """A withdrawal as the `withdrawals` table of PostgreSQL has it (for the history that left
+    the account's value). The row keeps no payment method or destination (not part of the
+    withdrawal object); `requires_review` follows from the amount, as it did at the request."""
+    amount = _row_cents(row["amount"])
+    return Withdrawal(
+        withdrawal_id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        amount_cents=amount,
+        status=str(row["status"]),
+        requires_review=amount >= REVIEW_FROM_CENTS,
+        payment_method="",
+        destination="",
+        requested_at=row["requested_at"],
+        approved_at=row.get("approved_at"),
+        approved_by=row.get("approved_by"),
+        completed_at=row.get("completed_at"),
+        rejected_at=row.get("rejected_at"),
+        rejection_reason=row.get("rejection_reason"),
+        stripe_payout_id=row.get("stripe_payout_id"),
+        reversed_cents=_row_cents(row.get("reversed_total") or 0),
+    )
+
+
+def _row_cents(value: Any) -> int:
+    cents = Decimal(value) * 100
+    if cents != cents.to_integral_value():
+        raise ValueError(f"not a whole number of cents: {value!r}")
+    return int(cents)
+
+
+def _held(value: Any) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    transfer_id, cents = value
+    return (str(transfer_id), _int(cents))
 
 
 def transition(withdrawal: Withdrawal, target: str, **changes: Any) -> Withdrawal:

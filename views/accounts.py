@@ -23,6 +23,8 @@ from domain.account import Reply
 from domain.events import RequestWithdrawal
 from domain.ids import withdrawal_id_for
 from domain.money import InvalidAmount, parse_money
+from domain.state import AccountState
+from domain.withdrawals import from_row
 from views.budget import Deadline
 from views.commands import WireCommand, settled, submit, unwatch, watch_withdrawal
 from views.context import WebContext
@@ -127,6 +129,24 @@ async def fetch_from_owner(
     return answer
 
 
+async def withdrawal_history(ctx: WebContext, state: AccountState) -> list[dict[str, Any]]:
+    """Every withdrawal of the account, newest `requested_at` first: those in its value (open
+    ones and the latest settled, as of the last input applied) and the older settled ones,
+    which left the value and are read from PostgreSQL (the sink wrote them before they left)."""
+    listed = {w.withdrawal_id: w for w in state.withdrawals.values()}
+    rows = await ctx.query(
+        "SELECT id, user_id, amount, status, requested_at, approved_at, approved_by, "
+        "completed_at, rejected_at, rejection_reason, stripe_payout_id, reversed_total "
+        "FROM withdrawals WHERE funded_account_id = :account_id",
+        account_id=state.account_id,
+    )
+    for row in rows:
+        if row["id"] not in listed:
+            listed[row["id"]] = from_row(row)
+    ordered = sorted(listed.values(), key=lambda w: (w.requested_at, w.withdrawal_id), reverse=True)
+    return [w.to_wire(state.account_id) for w in ordered]
+
+
 def register(ctx: WebContext) -> None:
     app = ctx.ff.app
 
@@ -165,7 +185,7 @@ def register(ctx: WebContext) -> None:
 
         async def local() -> web.Response:
             state = ctx.visible_account(account_id, principal, admin_may_read=True)
-            return json_response({"withdrawals": state.withdrawals_wire()})
+            return json_response({"withdrawals": await withdrawal_history(ctx, state)})
 
         return await at_owner(ctx.ff, request, account_id, local)
 

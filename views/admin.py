@@ -22,7 +22,7 @@ from views.budget import Deadline
 from views.commands import submit
 from views.context import WebContext
 from views.http import ApiError, api, json_response, page, read_json_object, require_admin
-from views.replay import key_digest, key_reused, remember, replay, request_key
+from views.replay import key_digest, remember, replay, request_key
 from views.routing import at_owner
 
 MAX_REASON = 500
@@ -37,7 +37,7 @@ def _owner_of(withdrawal_id: str) -> str:
 
 def _decision_event_id(verb: str, withdrawal_id: str, principal: Principal, key: str | None) -> str:
     """The command's event id. With an Idempotency-Key it is derived from (admin, key), so a
-    repeat is the same command to the account agent, which applies it once (its dedupe window)
+    repeat is the same command to the account agent, which applies it once (its applied-ids memory)
     even when Redis lost the first answer; without a key each request is a new decision."""
     suffix = uuid.uuid4().hex if key is None else key_digest(principal.user_id, key)
     return f"{verb}:{withdrawal_id}:{suffix}"
@@ -109,8 +109,7 @@ def register(ctx: WebContext) -> None:
                 replayed = await replay(ctx, principal, key, print_)
                 if replayed is not None:
                     return replayed
-                state = ctx.account(account_id)
-                if state is None or withdrawal_id not in state.withdrawals:
+                if not ctx.has_withdrawal(account_id, withdrawal_id):
                     raise ApiError(404, "not_found", "withdrawal not found")
                 cmd = ApproveWithdrawal(
                     event_id=_decision_event_id("approve", withdrawal_id, principal, key),
@@ -148,15 +147,11 @@ def register(ctx: WebContext) -> None:
                 replayed = await replay(ctx, principal, key, print_)
                 if replayed is not None:
                     return replayed
-                state = ctx.account(account_id)
-                if state is None or withdrawal_id not in state.withdrawals:
+                if not ctx.has_withdrawal(account_id, withdrawal_id):
                     raise ApiError(404, "not_found", "withdrawal not found")
+                # A repeat of this key with another reason (Redis lost the first answer) is
+                # refused by the account agent itself: `idempotency_key_reused`, 409.
                 event_id = _decision_event_id("reject", withdrawal_id, principal, key)
-                current = state.withdrawals[withdrawal_id]
-                if state.has_applied(event_id) and current.rejection_reason != reason:
-                    # This key rejected the withdrawal before (Redis lost the answer), and with
-                    # another reason: not a repeat of that request.
-                    raise key_reused()
                 cmd = RejectWithdrawal(
                     event_id=event_id,
                     account_id=account_id,

@@ -15,6 +15,7 @@ from app.db import create_engine
 from app.faust_app import FundedFlow
 from app.idempotency import IdempotencyStore
 from app.ratelimit import RateLimiter
+from app.topics import WITHDRAWAL_ARCHIVE_TABLE
 from domain.state import AccountState
 from tables.accounts import load
 from views.http import ApiError, unavailable
@@ -46,6 +47,15 @@ class WebContext:
         """This worker's copy of the account (the owner's is the authoritative one)."""
         state, _ = load(self.ff.extras["accounts"].get(account_id))
         return state
+
+    def has_withdrawal(self, account_id: str, withdrawal_id: str) -> bool:
+        """Whether this worker's tables know the withdrawal (in the value or archived)."""
+        state = self.account(account_id)
+        if state is None:
+            return False
+        if withdrawal_id in state.withdrawals:
+            return True
+        return self.ff.extras[WITHDRAWAL_ARCHIVE_TABLE].get(withdrawal_id) is not None
 
     def visible_account(
         self, account_id: str, principal: Principal, admin_may_read: bool = False

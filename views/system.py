@@ -109,6 +109,19 @@ async def send_bounded(ctx: WebContext, account_id: str, command: dict[str, Any]
         raise unavailable("the event could not be recorded in time; deliver it again") from None
 
 
+def _cents(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def reversed_amount(transfer: dict[str, Any]) -> int | None:
+    """The transfer's cumulative reversed cents: `amount_reversed`; for a payload without it, all
+    of `amount` when `reversed` is true. None when neither tells (nothing is applied)."""
+    cents = _cents(transfer.get("amount_reversed"))
+    if cents is None and transfer.get("reversed") is True:
+        cents = _cents(transfer.get("amount"))
+    return cents if cents is not None and cents > 0 else None
+
+
 def register(ctx: WebContext) -> None:
     app = ctx.ff.app
     settings = ctx.ff.settings
@@ -163,12 +176,20 @@ def register(ctx: WebContext) -> None:
             if account_id is None:
                 log.warning("transfer.reversed for an unknown withdrawal: %s", transfer.get("id"))
                 return json_response({"received": True, "handled": False})
+            reversed_cents = reversed_amount(transfer)
+            if reversed_cents is None:
+                raise ApiError(
+                    400, "invalid_payload", "transfer.reversed without a usable amount_reversed"
+                )
             cmd = ReverseTransfer(
                 # The Stripe event id: the same event delivered twice is one command.
                 event_id=f"stripe-event:{event.id}",
                 account_id=account_id,
                 withdrawal_id=withdrawal_id,
                 stripe_transfer_id=str(transfer.get("id")),
+                # Cumulative: Stripe sends transfer.reversed for partial reversals too, and the
+                # account gives back only what is newly reversed (domain/account.py).
+                amount_reversed_cents=reversed_cents,
                 at=datetime.fromtimestamp(int(raw.get("created") or time.time()), UTC),
             )
             await send_bounded(ctx, account_id, cmd.to_wire())

@@ -160,8 +160,16 @@ async def test_webhook_answers_503_when_the_broker_does_not_take_the_event(
         "id": "evt_unit",
         "object": "event",
         "type": "transfer.reversed",
+        "data": {
+            "object": {
+                "id": "tr_1",
+                "amount": 50000,
+                "amount_reversed": 50000,
+                "reversed": True,
+                "metadata": {"withdrawal_id": WITHDRAWAL},
+            }
+        },
         "created": 1764000000,
-        "data": {"object": {"id": "tr_1", "metadata": {"withdrawal_id": WITHDRAWAL}}},
     }
     payload = json.dumps(event)
     request = _FakeRequest(

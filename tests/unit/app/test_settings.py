@@ -19,7 +19,6 @@ def test_defaults_follow_the_contract() -> None:
     assert s.stripe_webhook_secret is None and s.jwt_secret is None
     assert (s.web_port, s.topic_partitions, s.rate_limit_per_minute) == (6066, 8, 60)
     assert s.data_dir == Path("./var")
-    assert s.dedupe_window == 10_000
 
 
 def test_environment_overrides() -> None:

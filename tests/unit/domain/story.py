@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from domain.account import Outcome, handle
+from domain.account import DictMemory, Outcome, step
 from domain.events import (
     ActivateAccount,
     ApproveWithdrawal,
@@ -50,6 +50,9 @@ def cents(amount: str) -> int:
     return parse_money(amount)
 
 
+cents_of = cents
+
+
 def types(outcome: Outcome) -> list[str]:
     return [fact["type"] for fact in outcome.facts]
 
@@ -58,10 +61,15 @@ class Story:
     """One account, a clock that ticks a minute per input, and readable steps."""
 
     def __init__(
-        self, terms: Tier | None = None, *, window: int = 10_000, assessment_id: str = "asm_7"
+        self,
+        terms: Tier | None = None,
+        *,
+        assessment_id: str = "asm_7",
+        memory: DictMemory | None = None,
     ) -> None:
         self.tier = terms or tier()
-        self.window = window
+        # The applied-ids memory and withdrawal archive the agent keeps in its tables.
+        self.memory = memory if memory is not None else DictMemory()
         self.clock = T0
         self.seq = 0
         self.account_id = account_id_for(assessment_id)
@@ -91,7 +99,8 @@ class Story:
         return self.clock
 
     def send(self, message: Command | TradeEvent) -> Outcome:
-        outcome = handle(self.state_or_none, message, dedupe_window=self.window)
+        outcome = step(self.state_or_none, message, self.memory)
+        self.memory.record(message, outcome)
         if outcome.state is not None:
             self.state_or_none = outcome.state
         self.last = outcome
@@ -223,16 +232,29 @@ class Story:
             )
         )
 
-    def reversed(self, withdrawal_id: str, transfer_id: str | None = None) -> Outcome:
+    def reversed(
+        self,
+        withdrawal_id: str,
+        transfer_id: str | None = None,
+        amount_reversed: str | None = None,
+    ) -> Outcome:
+        """Stripe's `transfer.reversed`; `amount_reversed` is the transfer's cumulative figure
+        (default: all of it)."""
+        w = self.state.withdrawals.get(withdrawal_id) or self.memory.archived(withdrawal_id)
+        full = w.amount_cents if w is not None else 0
+        cents = full if amount_reversed is None else cents_of(amount_reversed)
         return self.send(
             ReverseTransfer(
                 event_id=self.next_id("wh"),
                 account_id=self.account_id,
                 withdrawal_id=withdrawal_id,
                 stripe_transfer_id=transfer_id or f"tr_{withdrawal_id}",
+                amount_reversed_cents=cents,
                 at=self.tick(),
             )
         )
 
     def withdrawal(self, withdrawal_id: str) -> dict[str, Any]:
-        return self.state.withdrawals[withdrawal_id].to_wire(self.account_id)
+        w = self.state.withdrawals.get(withdrawal_id) or self.memory.archived(withdrawal_id)
+        assert w is not None, withdrawal_id
+        return w.to_wire(self.account_id)

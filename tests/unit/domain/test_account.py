@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from domain.account import Outcome, Reply, handle
+from domain.account import Outcome, Remembered, Reply, handle
 from domain.events import (
     ApproveWithdrawal,
     PayoutSucceeded,
@@ -15,7 +15,7 @@ from domain.events import (
 )
 from domain.facts import fact_event_id
 from domain.policy import Code, Refusal
-from domain.state import AccountState, CorruptState
+from domain.state import RECENT_IDS, AccountState, CorruptState
 from domain.timestamps import format_ts
 from tests.unit.domain.story import DESTINATION, T0, USER, Story, types
 
@@ -113,8 +113,6 @@ def test_an_unsupported_input_is_dead_lettered_not_raised() -> None:
     story = Story()
     out = handle(story.state, object())  # type: ignore[arg-type]
     assert out.dead_letter == "invalid_event"
-    with pytest.raises(ValueError, match="dedupe_window"):
-        handle(story.state, story.opened(), dedupe_window=0)
 
 
 def test_the_same_trade_twice_is_applied_once() -> None:
@@ -129,23 +127,29 @@ def test_the_same_trade_twice_is_applied_once() -> None:
     assert story.state.to_dict() == after_once
 
 
-def test_the_dedupe_window_forgets_the_oldest_ids_at_its_size() -> None:
-    story = Story(window=3)
-    story.open("p-1")  # ids remembered: act-1, t-1
+def test_recent_ids_are_bounded_and_back_the_memory_up() -> None:
+    story = Story()
+    story.open("p-1")
     first = story.updated("p-1", "10.00")
-    story.send(first)  # act-1, t-1, t-2
-    assert list(story.state.applied_event_ids) == ["act-1", "t-1", "t-2"]
+    story.send(first)
+    for i in range(RECENT_IDS + 10):
+        story.update("p-1", f"{i}.00")
+    assert len(story.state.recent_ids) == RECENT_IDS
+    assert story.state.recent_ids[-1][0] == f"t-{story.seq}"  # the newest is the last input
+    # Long out of the value, the applied-ids memory still knows it.
     assert story.send(first).duplicate
-    story.update("p-1", "20.00")  # act-1 evicted
-    assert list(story.state.applied_event_ids) == ["t-1", "t-2", "t-3"]
-    story.update("p-1", "30.00")  # t-1 evicted
-    assert story.send(first).duplicate  # t-2 is still remembered
-    story.update("p-1", "40.00")  # t-2 evicted
-    assert not story.state.has_applied("t-2")
-    again = story.send(first)  # forgotten: applied again
-    assert again.changed and not again.duplicate
-    assert story.state.unrealized_pnl_cents == 10_00
-    assert len(story.state.applied_event_ids) == len(story.state.applied_event_set) == 3
+    # Without the memory (its entry lost in a crash), a recent id is still recognised.
+    recent = story.updated("p-1", "77.00")
+    story.send(recent)
+    assert handle(story.state, recent).duplicate
+
+
+def test_an_id_the_memory_knows_is_a_duplicate() -> None:
+    story = Story()
+    story.open("p-1")
+    event = story.updated("p-1", "5.00")
+    out = handle(story.state, event, seen=Remembered())
+    assert out.duplicate and not out.changed
 
 
 def test_version_moves_on_every_applied_change_only() -> None:
@@ -195,7 +199,7 @@ def test_stored_form_round_trips_losslessly_through_json() -> None:
     loaded = AccountState.from_dict(json.loads(text))
     assert loaded == story.state
     assert loaded.to_dict() == stored
-    assert loaded.applied_event_set == story.state.applied_event_set
+    assert loaded.recent_ids == story.state.recent_ids
     # ...and a closed account as well.
     story.update("p-a", "-99999.00")
     assert story.state.status == "closed"

@@ -261,7 +261,7 @@ COMMANDS: list[Command] = [
     RejectWithdrawal("c-3", "fa_1", "wd_1", "adm_1", "documents missing", AT),
     PayoutSucceeded("c-4", "fa_1", "wd_1", "tr_123", AT),
     PayoutFailed("c-5", "fa_1", "wd_1", "account_closed: the destination is closed", AT),
-    ReverseTransfer("c-6", "fa_1", "wd_1", "tr_123", AT),
+    ReverseTransfer("c-6", "fa_1", "wd_1", "tr_123", 2500_00, AT),
 ]
 
 

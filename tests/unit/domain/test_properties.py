@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.account import Outcome, handle
+from domain.account import DictMemory, Outcome, step
 from domain.events import (
     ActivateAccount,
     ApproveWithdrawal,
@@ -72,6 +72,9 @@ amounts = st.sampled_from([99_99, 100_00, 500_00, 999_99, 1_000_00, 2_500_00, 9_
     st.integers(50_00, 30_000_00)
 )
 transfer = st.sampled_from(["own", "own", "own", "other"])
+# Stripe's cumulative reversed figure: a cent, part of the transfer, all of it, or more.
+reversed_amount = st.sampled_from([1, 100_00, 10**9]) | st.integers(1, 30_000_00)
+
 
 trade = st.tuples(st.just("trade"), pnl, notional)
 request = st.tuples(
@@ -102,7 +105,7 @@ ops = st.one_of(
     st.tuples(st.just("paid"), index, transfer),
     st.tuples(st.just("paid"), index, transfer),
     st.tuples(st.just("payout_failed"), index),
-    st.tuples(st.just("reverse"), index, transfer),
+    st.tuples(st.just("reverse"), index, transfer, reversed_amount),
     st.tuples(st.just("repeat"), st.integers(0, 1000)),
     st.tuples(st.just("ghost")),  # inputs about things that do not exist
 )
@@ -134,7 +137,7 @@ withdrawal_ops = st.one_of(
     st.tuples(st.just("reject"), index),
     st.tuples(st.just("paid"), index, transfer),
     st.tuples(st.just("payout_failed"), index),
-    st.tuples(st.just("reverse"), index, transfer),
+    st.tuples(st.just("reverse"), index, transfer, reversed_amount),
     st.tuples(st.just("repeat"), st.integers(0, 1000)),
 )
 withdrawal_scripts = st.lists(withdrawal_ops, min_size=10, max_size=40).map(
@@ -229,7 +232,7 @@ class Run:
         transfer_id = f"tr_{withdrawal_id}" if op[2] == "own" else "tr_other"
         if kind == "paid":
             return [PayoutSucceeded(event_id, account, withdrawal_id, transfer_id, at)]
-        return [ReverseTransfer(event_id, account, withdrawal_id, transfer_id, at)]
+        return [ReverseTransfer(event_id, account, withdrawal_id, transfer_id, op[3], at)]
 
 
 def _all_cents_are_ints(value: Any) -> bool:
@@ -251,7 +254,7 @@ def _money_strings_are_exact(facts: list[dict[str, Any]]) -> bool:
     return True
 
 
-def check_invariants(state: AccountState, peaks: list[int]) -> None:
+def check_invariants(state: AccountState, peaks: list[int], memory: DictMemory) -> None:
     stored = state.to_dict()
     assert _all_cents_are_ints(stored)
     for name in (
@@ -274,24 +277,33 @@ def check_invariants(state: AccountState, peaks: list[int]) -> None:
     assert state.peak_balance_cents >= state.current_balance_cents
     assert state.peak_balance_cents >= state.starting_balance_cents
     # Paid and reserved are the sums of the withdrawals in those states.
+    # Every withdrawal: those in the value and those archived after they settled.
+    every = {**memory.withdrawals, **state.withdrawals}
     by_status: dict[str, int] = {}
-    for w in state.withdrawals.values():
+    for w in every.values():
         by_status[w.status] = by_status.get(w.status, 0) + w.amount_cents
         assert w.amount_cents >= 100_00
-    assert state.total_withdrawals_cents == by_status.get("completed", 0)
+        assert 0 <= w.reversed_cents <= w.amount_cents
+        assert (w.reversed_cents == w.amount_cents) == (w.rejection_reason == "transfer_reversed")
+    reversed_partly = sum(w.reversed_cents for w in every.values() if w.status == "completed")
+    assert state.total_withdrawals_cents == by_status.get("completed", 0) - reversed_partly
     assert state.reserved_cents == by_status.get("pending", 0) + by_status.get("approved", 0)
     assert state.withdrawable_cents >= 0
     # The withdrawable amount, recomputed from the stored parts (CONTRACT section 5, fixed).
     share = split_round_down(state.tier.profit_split, current - state.starting_balance_cents)
-    paid = by_status.get("completed", 0)
+    paid = by_status.get("completed", 0) - reversed_partly
     assert state.withdrawable_cents == max(0, share - paid - state.reserved_cents)
     # The stored form is lossless.
     assert AccountState.from_dict(json.loads(json.dumps(stored))).to_dict() == stored
 
 
-def play(terms: Tier, script: list[tuple[Any, ...]]) -> tuple[AccountState, list[Outcome]]:
+def play(
+    terms: Tier, script: list[tuple[Any, ...]], memory: DictMemory | None = None
+) -> tuple[AccountState, list[Outcome]]:
     run = Run(terms)
-    first = handle(None, run.activation())
+    memory = DictMemory() if memory is None else memory
+    first = step(None, run.activation(), memory)
+    memory.record(run.activation(), first)
     state = first.state
     assert state is not None
     outcomes = [first]
@@ -301,7 +313,8 @@ def play(terms: Tier, script: list[tuple[Any, ...]]) -> tuple[AccountState, list
     for message in messages:
         run.sent.append(message)
         before = state.to_dict()
-        outcome = handle(state, message)
+        outcome = step(state, message, memory)
+        memory.record(message, outcome)
         outcomes.append(outcome)
         assert outcome.state is state
         if not outcome.changed:
@@ -317,13 +330,13 @@ def play(terms: Tier, script: list[tuple[Any, ...]]) -> tuple[AccountState, list
             assert state.total_withdrawals_cents + state.reserved_cents <= share
         # Applying the same input again changes nothing and publishes nothing.
         after = state.to_dict()
-        again = handle(state, message)
+        again = step(state, message, memory)
         assert not again.changed and again.facts == []
         assert state.to_dict() == after
         # A closed account never reopens.
         was_closed = was_closed or state.status == "closed"
         assert state.status == ("closed" if was_closed else "active")
-        check_invariants(state, peaks)
+        check_invariants(state, peaks, memory)
     return state, outcomes
 
 
@@ -347,14 +360,18 @@ def test_random_interleavings_keep_the_books_straight(
 def test_withdrawal_heavy_interleavings_never_overpay(
     terms: Tier, script: list[tuple[Any, ...]]
 ) -> None:
-    state, outcomes = play(terms, script)
+    memory = DictMemory()
+    state, outcomes = play(terms, script, memory)
+    every = {**memory.withdrawals, **state.withdrawals}
     # Each withdrawal's published history is a path of the state machine: at most one
-    # completion (one transfer), and nothing after a rejection or a failure.
+    # completion (one transfer), reversals only after it, and nothing after a rejection or a
+    # failure. Repeated partial reversals count as one step of the path.
     legal_paths = [
         [
             "withdrawal.requested",
             "withdrawal.approved",
             "withdrawal.completed",
+            "withdrawal.reversed",
             "withdrawal.failed",
         ],
         ["withdrawal.requested", "withdrawal.approved", "withdrawal.failed"],
@@ -365,17 +382,19 @@ def test_withdrawal_heavy_interleavings_never_overpay(
         for fact in outcome.facts:
             if fact["type"].startswith("withdrawal."):
                 histories.setdefault(fact["withdrawal_id"], []).append(fact["type"])
-    assert set(histories) == set(state.withdrawals)
-    for withdrawal_id, history in histories.items():
-        assert any(path[: len(history)] == history for path in legal_paths), history
+    assert set(histories) == set(every)
+    for withdrawal_id, full in histories.items():
+        history = [t for i, t in enumerate(full) if i == 0 or t != full[i - 1]]
+        assert any(path[: len(history)] == history for path in legal_paths), full
         final = {
             "withdrawal.requested": "pending",
             "withdrawal.approved": "approved",
             "withdrawal.completed": "completed",
+            "withdrawal.reversed": "completed",
             "withdrawal.failed": "failed",
             "withdrawal.rejected": "rejected",
         }[history[-1]]
-        assert state.withdrawals[withdrawal_id].status == final
+        assert every[withdrawal_id].status == final
 
 
 @PROPERTY_SETTINGS

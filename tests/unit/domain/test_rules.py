@@ -105,7 +105,7 @@ def test_a_drawdown_violation_closes_the_account_and_rejects_pending_withdrawals
     changed, violation, closed, rejected = out.facts
     assert (changed["previous_status"], changed["status"]) == ("safe", "violation")
     assert violation["rule"] == "drawdown"
-    assert violation["trigger_event_id"] == story.state.applied_event_ids[-1]
+    assert violation["trigger_event_id"] == story.state.recent_ids[-1][0]
     assert violation["threshold"] == "0.1000" and violation["value"] == "0.1000"
     assert closed["reason"] == "rule_violation:drawdown"
     assert closed["closed_at"] == closed["occurred_at"]

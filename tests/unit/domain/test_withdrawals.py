@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from domain.account import handle, payout_due
-from domain.events import ApproveWithdrawal
-from domain.state import CLOSED, MAX_REMEMBERED_REFUSALS, AccountState
+from domain.events import ApproveWithdrawal, RequestWithdrawal
+from domain.state import CLOSED, MAX_OPEN_WITHDRAWALS, RECENT_SETTLED, AccountState
 from domain.withdrawals import IllegalTransition, Withdrawal, transition
 from tests.unit.domain.story import T0, Story, tier, types
 
@@ -324,8 +324,9 @@ def test_a_reversed_transfer_fails_a_completed_withdrawal_and_gives_the_amount_b
     story.paid(wid, "tr_1")
     assert story.state.withdrawable_cents == 47_500_00
     out = story.reversed(wid, "tr_1")
-    assert types(out) == ["withdrawal.failed"]
-    assert out.facts[0]["reason"] == "transfer_reversed"
+    assert types(out) == ["withdrawal.reversed", "withdrawal.failed"]
+    assert out.facts[0]["amount"] == "500.00" and out.facts[0]["reversed_total"] == "500.00"
+    assert out.facts[1]["reason"] == "transfer_reversed"
     body = story.withdrawal(wid)
     assert body["status"] == "failed" and body["rejection_reason"] == "transfer_reversed"
     assert body["stripe_payout_id"] == "tr_1"
@@ -374,7 +375,6 @@ def _pending_rejected_completed_failed(story: Story) -> dict[str, str]:
         ("payout_failed", "completed"),
         ("reversed", "pending"),
         ("reversed", "rejected"),
-        ("reversed", "approved"),
         ("reversed", "failed"),
     ],
 )
@@ -468,9 +468,7 @@ def test_another_user_cannot_read_a_withdrawal_by_reusing_its_id() -> None:
 
 def _business(stored: dict[str, object]) -> dict[str, object]:
     """The stored state without the bookkeeping of which inputs were seen."""
-    return {
-        k: v for k, v in stored.items() if k not in ("applied_event_ids", "refusals", "version")
-    }
+    return {k: v for k, v in stored.items() if k not in ("recent_ids", "version")}
 
 
 def test_a_refused_request_read_again_gets_the_same_refusal() -> None:
@@ -486,18 +484,143 @@ def test_a_refused_request_read_again_gets_the_same_refusal() -> None:
     assert again.duplicate and again.reply is not None and not again.facts
     assert (again.reply.accepted, again.reply.code) == (False, "exceeds_withdrawable")
     assert "w-big" not in story.state.withdrawals
-    assert AccountState.from_dict(story.state.to_dict()).refusals == story.state.refusals
+    assert AccountState.from_dict(story.state.to_dict()).recent_ids == story.state.recent_ids
     # A new request (a new event id) is decided afresh.
     assert story.request("900.00").reply.accepted  # type: ignore[union-attr]
 
 
-def test_remembered_refusals_are_bounded_by_the_window_and_a_cap() -> None:
-    story = Story(window=3)
-    for _ in range(4):
-        story.request("50.00")  # below_minimum, remembered
-    assert len(story.state.refusals) == 3  # only ids still in the window
-    state = story.state
-    for i in range(MAX_REMEMBERED_REFUSALS + 5):
-        state.remember_refusal(f"r-{i}", "below_minimum", "m", window=10_000)
-    assert len(state.refusals) == MAX_REMEMBERED_REFUSALS
-    assert "r-0" not in state.refusals and f"r-{MAX_REMEMBERED_REFUSALS + 4}" in state.refusals
+def test_refusals_never_evict_trade_ids_however_many() -> None:
+    """Hardening defect 2: refused requests (free for the trader while Redis is down) used to
+    share a 10,000-slot window with trade ids, so enough of them made a redelivered trade count
+    again. Now nothing is evicted from the applied-ids memory."""
+    story = Story()
+    story.open("p-1")
+    closing = story.closed("p-1", "1000.00")
+    story.send(closing)
+    realized = story.state.realized_pnl_cents
+    for _ in range(12_000):
+        assert story.request("50.00").reply.code == "below_minimum"  # type: ignore[union-attr]
+    again = story.send(closing)  # the trading engine redelivers the close
+    assert again.duplicate and not again.changed
+    assert story.state.realized_pnl_cents == realized == 1000_00
+
+
+def test_a_refusal_repeated_with_other_terms_is_a_reused_key() -> None:
+    """Hardening defect 7: after Redis lost the answer, the same key (same withdrawal id, so
+    the same event id) with another body is another request: 409, not the stale 422."""
+    story = Story()
+    story.trade("1000.00")
+
+    def keyed(amount: str) -> RequestWithdrawal:
+        # As views/accounts.py builds it: the event id comes from the key's withdrawal id.
+        return replace(story.requested(amount, withdrawal_id="w-k"), event_id="request:w-k")
+
+    first = story.send(keyed("900.00"))
+    assert first.reply is not None and first.reply.code == "exceeds_withdrawable"
+    same = story.send(keyed("900.00"))
+    assert same.reply is not None and same.reply.code == "exceeds_withdrawable"
+    other = story.send(keyed("500.00"))
+    assert other.reply is not None and other.reply.code == "idempotency_key_reused"
+    assert "w-k" not in story.state.withdrawals
+
+
+def test_an_accepted_request_repeated_with_other_terms_is_a_reused_key() -> None:
+    story = profitable()
+    story.request("500.00", "wd_1")
+    other = story.request("600.00", "wd_1")
+    assert other.reply is not None and other.reply.code == "idempotency_key_reused"
+    assert story.state.withdrawals["wd_1"].amount_cents == 500_00
+
+
+def test_open_withdrawals_are_capped() -> None:
+    story = profitable()
+    for _ in range(MAX_OPEN_WITHDRAWALS):
+        assert story.request("2000.00").reply.accepted  # type: ignore[union-attr]
+    out = story.request("2000.00")
+    assert out.reply is not None and out.reply.code == "too_many_open_withdrawals"
+
+
+def test_settled_withdrawals_leave_the_value_for_the_archive() -> None:
+    story = profitable()
+    wids = []
+    for _ in range(RECENT_SETTLED + 5):
+        wid = story.withdraw("100.00")
+        story.paid(wid)
+        wids.append(wid)
+    kept = [w for w in story.state.withdrawals]
+    assert len(kept) == RECENT_SETTLED and kept == wids[-RECENT_SETTLED:]
+    for wid in wids[:5]:
+        assert story.memory.archived(wid) is not None
+        assert story.memory.archived(wid).status == "completed"  # type: ignore[union-attr]
+    assert story.state.total_withdrawals_cents == 100_00 * len(wids)
+
+
+# --- reversals (hardening defects 1 and 8) -------------------------------------------------------
+
+
+def test_a_partial_reversal_gives_back_exactly_the_reversed_cents() -> None:
+    story = profitable()  # 48,000.00 withdrawable
+    wid = story.withdraw("2000.00")
+    story.approve(wid)
+    story.paid(wid, "tr_1")
+    assert story.state.withdrawable_cents == 46_000_00
+    out = story.reversed(wid, "tr_1", amount_reversed="1.00")
+    assert types(out) == ["withdrawal.reversed"]
+    assert (out.facts[0]["amount"], out.facts[0]["reversed_total"]) == ("1.00", "1.00")
+    body = story.withdrawal(wid)
+    assert body["status"] == "completed" and body["reversed_total"] == "1.00"
+    assert story.state.withdrawable_cents == 46_001_00
+    assert story.state.total_withdrawals_cents == 1999_00
+    # Stripe's figure is cumulative: 500.00 in all gives back 499.00 more.
+    out = story.reversed(wid, "tr_1", amount_reversed="500.00")
+    assert (out.facts[0]["amount"], out.facts[0]["reversed_total"]) == ("499.00", "500.00")
+    assert story.state.withdrawable_cents == 46_500_00
+    # A stale or repeated figure gives nothing back.
+    stale = story.reversed(wid, "tr_1", amount_reversed="300.00")
+    assert stale.duplicate and not stale.facts
+    assert story.state.withdrawable_cents == 46_500_00
+    # The rest: fully reversed, the withdrawal fails.
+    out = story.reversed(wid, "tr_1", amount_reversed="2000.00")
+    assert types(out) == ["withdrawal.reversed", "withdrawal.failed"]
+    assert out.facts[0]["amount"] == "1500.00"
+    assert story.withdrawal(wid)["status"] == "failed"
+    assert story.state.withdrawable_cents == 48_000_00
+    assert story.state.total_withdrawals_cents == 0
+
+
+def test_a_reversal_before_the_payout_result_is_kept_and_applied_after() -> None:
+    story = profitable()
+    wid = story.withdraw("500.00")  # approved, transfer on its way
+    early = story.reversed(wid, "tr_1", amount_reversed="200.00")
+    assert early.changed and not early.dead_letter and not early.facts
+    assert story.withdrawal(wid)["status"] == "approved"
+    out = story.paid(wid, "tr_1")
+    assert types(out) == ["withdrawal.completed", "withdrawal.reversed"]
+    body = story.withdrawal(wid)
+    assert body["status"] == "completed" and body["reversed_total"] == "200.00"
+    assert story.state.total_withdrawals_cents == 300_00
+    assert story.state.withdrawable_cents == 48_000_00 - 300_00
+
+
+def test_a_full_reversal_before_the_payout_result_fails_it_after() -> None:
+    story = profitable()
+    wid = story.withdraw("500.00")
+    story.reversed(wid, "tr_1", amount_reversed="500.00")
+    out = story.paid(wid, "tr_1")
+    assert types(out) == ["withdrawal.completed", "withdrawal.reversed", "withdrawal.failed"]
+    assert story.withdrawal(wid)["status"] == "failed"
+    assert story.state.withdrawable_cents == 48_000_00
+
+
+def test_a_reversal_of_an_archived_withdrawal_is_applied() -> None:
+    story = profitable()
+    first = story.withdraw("500.00")
+    story.paid(first, "tr_first")
+    for _ in range(RECENT_SETTLED + 1):
+        story.paid(story.withdraw("100.00"))
+    assert first not in story.state.withdrawals
+    before = story.state.withdrawable_cents
+    out = story.reversed(first, "tr_first", amount_reversed="100.00")
+    assert types(out) == ["withdrawal.reversed"]
+    assert story.state.withdrawable_cents == before + 100_00
+    assert story.withdrawal(first)["reversed_total"] == "100.00"
