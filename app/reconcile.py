@@ -5,8 +5,9 @@ partition up to its end offset, with a group-less consumer that is assigned the 
 nothing is subscribed, so no topic is created and no group offset moves). Each account's
 expected rows are the sink's rows of `domain.snapshots.snapshot(state, state.withdrawals)`;
 they are compared with the `funded_accounts`, `funded_virtual_accounts` and `withdrawals` rows
-in the database. A missing row, a column that differs (the account and balance rows' `version`
-included) and a row of an account the tables do not know are each a difference.
+in the database, column by column (`app.sink_db`'s column lists: a withdrawal's
+`reversed_total` included). A missing row, a column that differs (the account and balance rows'
+`version` included) and a row of an account the tables do not know are each a difference.
 
 Against a running system, the database may trail the tables by the sink's lag: run it when the
 stream is quiet, or run it twice.

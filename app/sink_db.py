@@ -87,6 +87,7 @@ WITHDRAWAL_COLUMNS: tuple[str, ...] = (
     "rejection_reason",
     "stripe_payout_id",
     "approved_by",
+    "reversed_total",
     "version",
 )
 EVENT_COLUMNS: tuple[str, ...] = ("event_id", "type", "account_id", "occurred_at", "payload")
@@ -100,6 +101,7 @@ _MONEY = frozenset(
         "unrealized_pnl",
         "total_withdrawals",
         "amount",
+        "reversed_total",
     }
 )
 _REQUIRED_TIMES = frozenset({"activated_at", "updated_at", "requested_at"})
@@ -107,6 +109,9 @@ _OPTIONAL_TIMES = frozenset({"closed_at", "approved_at", "completed_at", "reject
 _OPTIONAL_TEXT = frozenset(
     {"closure_reason", "rejection_reason", "stripe_payout_id", "approved_by"}
 )
+# Columns added after the first snapshots were sent: an older record without the key means
+# this value (a withdrawal's `reversed_total` came with migration 0002; nothing was reversed).
+_DEFAULTS: Mapping[str, object] = {"reversed_total": "0.00"}
 
 
 class InvalidRecord(ValueError):
@@ -196,7 +201,7 @@ def _row(data: Mapping[str, Any], columns: Sequence[str], version: int, where: s
         if col == "version":
             row[col] = version
             continue
-        value = data.get(col)
+        value = data.get(col, _DEFAULTS.get(col))
         name = f"{where}.{col}"
         if col in _MONEY:
             row[col] = _money(value, name)

@@ -50,6 +50,7 @@ MONEY = {
     "unrealized_pnl",
     "total_withdrawals",
     "amount",
+    "reversed_total",
 }
 TIMES = {
     "activated_at",

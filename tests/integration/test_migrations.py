@@ -21,6 +21,7 @@ MONEY = {
     "unrealized_pnl",
     "total_withdrawals",
     "amount",
+    "reversed_total",
 }
 TIMES = {
     "activated_at",
@@ -100,6 +101,7 @@ def test_migrate_up_checks_schema_and_down(services: Services) -> None:
             "rejection_reason",
             "stripe_payout_id",
             "approved_by",
+            "reversed_total",
         } <= set(by_table["withdrawals"])
         assert {"event_id", "type", "account_id", "occurred_at", "payload"} == set(
             by_table["account_events"]
@@ -115,6 +117,17 @@ def test_migrate_up_checks_schema_and_down(services: Services) -> None:
                 if name in TIMES:
                     assert c["data_type"] == "timestamp with time zone", (table, name)
         assert by_table["account_events"]["payload"]["data_type"] == "jsonb"
+        assert by_table["withdrawals"]["reversed_total"]["is_nullable"] == "NO"
+        defaults = asyncio.run(
+            _query(
+                dsn,
+                "SELECT column_default FROM information_schema.columns "
+                "WHERE table_schema = $1 AND table_name = 'withdrawals' "
+                "AND column_name = 'reversed_total'",
+                schema,
+            )
+        )
+        assert [r["column_default"] for r in defaults] == ["'0'::numeric"], defaults
 
         indexes = {
             r["indexname"]: r["indexdef"]
@@ -146,6 +159,19 @@ def test_migrate_up_checks_schema_and_down(services: Services) -> None:
         rules = {r["table_name"]: r["delete_rule"] for r in fks}
         assert rules["funded_virtual_accounts"] == "CASCADE"
         assert "withdrawals" in rules
+
+        # One step down removes the column and keeps the rest (0002 -> 0001).
+        downgrade(services.database_url, revision="0001", schema=schema)
+        kept = asyncio.run(
+            _query(
+                dsn,
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = $1 AND table_name = 'withdrawals'",
+                schema,
+            )
+        )
+        assert "reversed_total" not in {r["column_name"] for r in kept}
+        assert "approved_by" in {r["column_name"] for r in kept}
 
         downgrade(services.database_url, schema=schema)
         left = asyncio.run(

@@ -120,6 +120,12 @@ async def test_repeated_facts_and_old_snapshots_change_nothing(
     wid = withdrawal_ids_in(requested.facts)[0]
     a.record(requested)
     a.record(a.story.reject(wid))
+    # The newest snapshot's withdrawal row says 12.34 was reversed; an older snapshot from
+    # before the field existed has no `reversed_total` (read as 0.00): never written over it.
+    newest_w = a.snapshots[-1]["withdrawals"][0]
+    a.snapshots[-1]["withdrawals"][0] = {**newest_w, "reversed_total": "12.34"}
+    older_w = a.snapshots[-2]["withdrawals"][0]
+    a.snapshots[-2]["withdrawals"][0] = {k: v for k, v in older_w.items() if k != "reversed_total"}
     # Facts of an account whose rows never come: account_events has no foreign key.
     orphan = {**a.facts[0], "event_id": s.uid("orphan"), "account_id": "fa_orphan"}
 
@@ -134,6 +140,7 @@ async def test_repeated_facts_and_old_snapshots_change_nothing(
     w = first["withdrawals"][wid]
     assert w["status"] == "rejected" and w["rejection_reason"] == "kyc"
     assert str(w["amount"]) == "2000.00" and w["rejected_at"].tzinfo is not None
+    assert str(w["reversed_total"]) == "12.34"
     events = first["account_events"]
     assert set(events) == {f["event_id"] for f in [*a.facts, orphan]}
     for fact in a.facts:

@@ -158,6 +158,25 @@ def test_bad_money_or_times_in_a_snapshot_are_invalid() -> None:
     assert "account.activated_at" in batch.invalid[1]
 
 
+def test_a_withdrawal_row_carries_its_reversed_total_and_older_records_mean_zero() -> None:
+    _, snaps, _, wid = story_with_withdrawal()
+    s = json.loads(snaps[-1].value or b"")
+    (w,) = s["withdrawals"]
+    assert w["reversed_total"] == "0.00"
+    partly = {**s, "withdrawals": [{**w, "reversed_total": "12.34"}]}
+    older = {**s, "withdrawals": [{k: v for k, v in w.items() if k != "reversed_total"}]}
+    bad = {**s, "withdrawals": [{**w, "reversed_total": "12.345"}]}
+    got = collapse([SinkRecord(SNAPSHOT, dumps(partly))]).withdrawals[wid]
+    assert got["reversed_total"] == Decimal("12.34")
+    assert isinstance(got["reversed_total"], Decimal)
+    got = collapse([SinkRecord(SNAPSHOT, dumps(older))]).withdrawals[wid]
+    assert got["reversed_total"] == Decimal("0.00")
+    batch = collapse([SinkRecord(SNAPSHOT, dumps(bad))])
+    assert not batch.withdrawals and "withdrawal.reversed_total" in batch.invalid[0]
+    (params,) = withdrawal_params(collapse([SinkRecord(SNAPSHOT, dumps(partly))]))
+    assert dict(zip(WITHDRAWAL_COLUMNS, params, strict=True))["reversed_total"] == Decimal("12.34")
+
+
 # --- statements ----------------------------------------------------------------------------
 
 
@@ -202,6 +221,8 @@ def test_upserts_only_take_a_newer_version_and_facts_go_in_once() -> None:
     assert UPSERT_BALANCES.endswith("WHERE funded_virtual_accounts.version < EXCLUDED.version")
     assert UPSERT_WITHDRAWAL.endswith("WHERE withdrawals.version < EXCLUDED.version")
     assert "status = EXCLUDED.status" in UPSERT_WITHDRAWAL
+    assert "reversed_total = EXCLUDED.reversed_total" in UPSERT_WITHDRAWAL
+    assert UPSERT_WITHDRAWAL.count("$") == len(WITHDRAWAL_COLUMNS)
     assert INSERT_EVENT.endswith("ON CONFLICT (event_id) DO NOTHING")
     assert UPSERT_ACCOUNT.count("$") == len(ACCOUNT_COLUMNS)
 
@@ -356,3 +377,13 @@ def test_reconcile_shows_money_and_times_as_on_the_wire() -> None:
         "activated_at: database 2026-01-01T00:00:00Z, tables 2026-11-23T10:00:00Z" in t
         for t in text
     )
+
+
+def test_reconcile_compares_a_withdrawals_reversed_total() -> None:
+    story, _, _, wid = story_with_withdrawal()
+    db = database_of(story)
+    assert db["withdrawals"][wid]["reversed_total"] == Decimal("0.00")
+    db["withdrawals"][wid]["reversed_total"] = Decimal("12.34")
+    (diff,) = compare({story.account_id: story.state}, db)
+    assert diff.table == "withdrawals" and diff.row_id == wid
+    assert diff.detail == "reversed_total: database 12.34, tables 0.00"
