@@ -114,9 +114,15 @@ class Remembered:
 
     refusal: tuple[str, str] | None = None
     terms: str | None = None
+    # The account's version the input made. An entry can outlive its value when a crash
+    # keeps one table's changelog record and loses the other's: an entry newer than the
+    # value, or one the value's recent ids contradict, names an input that is not applied.
+    version: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {}
+        if self.version is not None:
+            wire["v"] = self.version
         if self.refusal is not None:
             wire["r"] = list(self.refusal)
         if self.terms is not None:
@@ -129,10 +135,23 @@ class Remembered:
             return cls()
         refusal = data.get("r")
         terms = data.get("t")
+        version = data.get("v")
         return cls(
             refusal=(str(refusal[0]), str(refusal[1])) if isinstance(refusal, list) else None,
             terms=terms if isinstance(terms, str) else None,
+            version=version if isinstance(version, int) else None,
         )
+
+    def holds_for(self, state: AccountState, event_id: str) -> bool:
+        """Whether the entry belongs to the history `state` is the end of (see `version`)."""
+        if self.version is None:
+            return True  # moved out of an old-format value: applied in that value's history
+        if self.version > state.version:
+            return False
+        oldest = state.version - len(state.recent_ids) + 1
+        if self.version >= oldest:
+            return state.recent_ids[self.version - oldest][0] == event_id
+        return True
 
 
 @dataclass(frozen=True)
@@ -266,6 +285,8 @@ def handle(
         or getattr(message, "withdrawal_id", None) != archived.withdrawal_id
     ):
         archived = None  # the value's own copy is the newer one
+    if seen is not None and not seen.holds_for(state, message.event_id):
+        seen = None  # its value write was lost: the input was never applied, apply it now
     if seen is None:
         recent = state.recent(message.event_id)
         if recent is not None:
@@ -330,7 +351,7 @@ def _commit(
         facts=log.facts,
         reply=reply,
         changed=True,
-        remember=Remembered(terms=_terms(message)),
+        remember=Remembered(terms=_terms(message), version=state.version),
         archive=list(archive.values()),
     )
 
@@ -531,7 +552,9 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
             state,
             reply=Reply.refuse(refusal),
             changed=True,
-            remember=Remembered(refusal=(refusal.code, refusal.message), terms=_terms(cmd)),
+            remember=Remembered(
+                refusal=(refusal.code, refusal.message), terms=_terms(cmd), version=state.version
+            ),
         )
 
     withdrawal = Withdrawal(

@@ -232,7 +232,7 @@ async def test_chaos_kills_broker_database_and_redis(
 
     print("\nchaos timeline:\n" + "\n".join(chaos.log))
     # The stream: states, facts, dead letters and transfers equal the pure replay's.
-    verdict = verify(scripts, accounts, fact_records, dlq_records, double, kafka.prefix)
+    verdict = verify(scripts, tail, accounts, fact_records, dlq_records, double, kafka.prefix)
     assert verdict.statuses["completed"] >= 200 and verdict.closed >= len(DOOMED)
 
     # HTTP with Redis down: answered, paid once, and recorded on the account.

@@ -17,8 +17,9 @@ Keeping the replay honest
 * Payout results (`payout_succeeded`) are commands the worker makes itself, with the clock's
   time and Stripe's transfer id. The replay applies the same commands, with the transfer id and
   time the worker recorded, at the place in the account's sequence where the worker applied
-  them (its `applied_event_ids`). Each transfer id is then checked against the recording Stripe
-  double, which saw the transfer made: amount, destination, metadata, one per withdrawal.
+  them (the ids of its changelog records, by version). Each transfer id is then checked
+  against the recording Stripe double, which saw the transfer made: amount, destination,
+  metadata, one per withdrawal.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.codec import dumps, loads_object
 from app.topics import ACCOUNT_COMMANDS, FACT_TOPICS, TRADES
-from domain.account import Outcome, handle
+from domain.account import DictMemory, Outcome, step
 from domain.events import (
     ActivateAccount,
     PayoutSucceeded,
@@ -50,6 +51,7 @@ from domain.events import (
 from domain.state import AccountState
 from domain.tiers import Tier, default_catalog
 from domain.timestamps import format_ts, parse_ts
+from domain.withdrawals import Withdrawal
 from tests.integration import streams as s
 from tests.integration.conftest import Services
 from tests.integration.harness import Kafka, wait_until, worker_env
@@ -122,7 +124,10 @@ def generate(
     """
     rng = random.Random(seed * 1000 + index)
     acct, user = script.account_id, script.user_id
-    state: AccountState | None = handle(None, activation_command(script)).state
+    memory = DictMemory()
+    first = step(None, activation_command(script), memory)
+    memory.record(activation_command(script), first)
+    state: AccountState | None = first.state
     assert state is not None
     applied = 1
     script.applied_ids = [script.activation_event_id]
@@ -140,7 +145,9 @@ def generate(
         raw = wire if isinstance(wire, bytes) else dumps(wire)
         obj = loads_object(raw)
         inp = Input(topic, raw, str(obj["event_id"]), applied)
-        outcome = handle(state, parse_input(inp))
+        message = parse_input(inp)
+        outcome = step(state, message, memory)
+        memory.record(message, outcome)
         if outcome.changed:
             state = outcome.state
             applied += 1
@@ -253,14 +260,21 @@ class Expected:
     facts: list[dict[str, Any]]
     dead_letters: list[str]  # event ids of trades the core dead-letters
     approved: list[str]  # withdrawals the core approved: each needs exactly one transfer
+    # Every withdrawal: in the final value, or archived after it settled.
+    withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
 
 
-def replay(script: Script, worker_state: dict[str, Any]) -> Expected:
-    """The script through `handle`, with the worker's payout results where it applied them."""
-    withdrawals = {w["withdrawal_id"]: w for w in worker_state["withdrawals"]}
+Completed = dict[str, tuple[str, str]]  # withdrawal id -> (stripe transfer id, completed_at)
+
+
+def replay(script: Script, applied_ids: list[str], completed: Completed) -> Expected:
+    """The script through the core (`step`, with a memory as the worker's tables), with the
+    worker's payout results where it applied them (`applied_ids`, from the changelog) and as
+    it recorded them (`completed`, from its withdrawal.completed facts)."""
+    memory = DictMemory()
     results_after: dict[int, list[str]] = defaultdict(list)
     seen = 0
-    for eid in worker_state["applied_event_ids"]:
+    for eid in applied_ids:
         if eid.startswith(PAYOUT_PREFIX):
             results_after[seen].append(eid)
         else:
@@ -274,7 +288,8 @@ def replay(script: Script, worker_state: dict[str, Any]) -> Expected:
 
     def apply(message: Any) -> Outcome:
         nonlocal state, applied
-        outcome = handle(state, message)
+        outcome = step(state, message, memory)
+        memory.record(message, outcome)
         if outcome.changed:
             state = outcome.state
             facts.extend(outcome.facts)
@@ -284,7 +299,7 @@ def replay(script: Script, worker_state: dict[str, Any]) -> Expected:
             if not isinstance(message, PayoutSucceeded):
                 applied += 1
                 for eid in results_after.pop(applied, []):
-                    apply(payout_result(script.account_id, eid, withdrawals))
+                    apply(payout_result(script.account_id, eid, completed))
         return outcome
 
     apply(activation_command(script))
@@ -294,20 +309,19 @@ def replay(script: Script, worker_state: dict[str, Any]) -> Expected:
             dead.append(inp.event_id)
     assert state is not None
     assert not results_after, f"payout results the replay could not place: {dict(results_after)}"
-    return Expected(state, facts, dead, approved)
+    return Expected(state, facts, dead, approved, {**memory.withdrawals, **state.withdrawals})
 
 
-def payout_result(account_id: str, eid: str, withdrawals: dict[str, Any]) -> PayoutSucceeded:
+def payout_result(account_id: str, eid: str, completed: Completed) -> PayoutSucceeded:
     wid = eid[len(PAYOUT_PREFIX) :]
-    w = withdrawals.get(wid)
-    assert w is not None and w["status"] == "completed", (wid, w)
-    assert w["stripe_payout_id"] and w["completed_at"], w
+    recorded = completed.get(wid)
+    assert recorded is not None, f"no withdrawal.completed fact for {wid}"
     return PayoutSucceeded(
         event_id=eid,
         account_id=account_id,
         withdrawal_id=wid,
-        stripe_transfer_id=w["stripe_payout_id"],
-        at=parse_ts(w["completed_at"]),
+        stripe_transfer_id=recorded[0],
+        at=parse_ts(recorded[1]),
     )
 
 
@@ -324,11 +338,22 @@ class ChangelogTail:
         self.partitions = partitions
         self.states: dict[str, dict[str, Any]] = {}
         self.applied: dict[str, int] = {}
+        # Per account, the id of the input that made each version: the value keeps the last
+        # RECENT_IDS of them, and every applied input writes a changelog record.
+        self.by_version: dict[str, dict[int, str]] = defaultdict(dict)
         self.records = 0
         self.went_back: list[tuple[str, int, int]] = []
 
     def total(self) -> int:
         return sum(self.applied.values())
+
+    def applied_ids(self, account_id: str) -> list[str]:
+        """The ids of the inputs the account applied, in order (as the changelog shows)."""
+        known = self.by_version.get(account_id, {})
+        version = self.states.get(account_id, {}).get("version", 0)
+        missing = [v for v in range(1, version + 1) if v not in known]
+        assert not missing, f"{account_id}: versions never seen in the changelog: {missing[:5]}"
+        return [known[v] for v in range(1, version + 1)]
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -348,8 +373,13 @@ class ChangelogTail:
                         self.records += 1
                         acct = json.loads(r.key)
                         state = json.loads(r.value)["state"]
+                        known = self.by_version[acct]
+                        for back, (eid, _) in enumerate(reversed(state["recent_ids"])):
+                            known[state["version"] - back] = eid
                         n = sum(
-                            1 for e in state["applied_event_ids"] if not e.startswith(PAYOUT_PREFIX)
+                            1
+                            for v, e in known.items()
+                            if v <= state["version"] and not e.startswith(PAYOUT_PREFIX)
                         )
                         if n < self.applied.get(acct, 0):
                             self.went_back.append((acct, self.applied[acct], n))
@@ -384,7 +414,7 @@ class Publisher:
         for sc in self.scripts:
             i = self.next[sc.account_id]
             if i < len(sc.inputs) and not self._publishable(sc, i):
-                out[sc.account_id] = divergence(sc, self.tail.states.get(sc.account_id))
+                out[sc.account_id] = divergence(sc, self.tail, sc.account_id)
         return out
 
     def _publishable(self, sc: Script, i: int) -> bool:
@@ -443,7 +473,7 @@ async def activate_all(
     await wait_until(all_active, timeout=timeout, interval=0.1, what=f"{count} activations")
     tier = _tier()
     for sc in scripts:
-        first = tail.states[sc.account_id]["applied_event_ids"][0]
+        first = tail.by_version[sc.account_id][1]
         assessment = parse_assessment(sc.assessment)
         derived = activation_for(assessment, tier)
         assert derived is not None
@@ -465,7 +495,7 @@ async def wait_caught_up(
             state = tail.states.get(sc.account_id, {})
             paying = any(w["status"] == "approved" for w in state.get("withdrawals", []))
             if got != sc.applied_total or paying:
-                out[sc.account_id] = divergence(sc, state)
+                out[sc.account_id] = divergence(sc, tail, sc.account_id)
         return out
 
     deadline = time.monotonic() + timeout
@@ -478,7 +508,7 @@ async def wait_caught_up(
 
 
 def local_applied(data_dir: Path, account_ids: set[str]) -> dict[str, int]:
-    """Inputs (payout results aside) each account has applied in a stopped worker's RocksDB."""
+    """The state version (inputs applied) of each account in a stopped worker's RocksDB."""
     from rocksdict import AccessType, Options, Rdict
 
     out: dict[str, int] = {}
@@ -489,18 +519,22 @@ def local_applied(data_dir: Path, account_ids: set[str]) -> dict[str, int]:
                 if not isinstance(key, bytes) or not key.startswith(b'"'):
                     continue  # Faust's own keys (the persisted changelog offset)
                 if json.loads(key) in account_ids:
-                    ids = json.loads(bytes(value))["state"]["applied_event_ids"]
-                    out[json.loads(key)] = sum(1 for e in ids if not e.startswith(PAYOUT_PREFIX))
+                    out[json.loads(key)] = json.loads(bytes(value))["state"]["version"]
         finally:
             db.close()
     return out
 
 
-def divergence(script: Script, state: dict[str, Any] | None) -> str:
+def divergence(script: Script, tail: ChangelogTail, account_id: str) -> str:
     """Where the worker's applied inputs (changelog) leave the pure core's, in words."""
+    state = tail.states.get(account_id)
     if state is None:
         return "no state in the changelog"
-    got = [e for e in state["applied_event_ids"] if not e.startswith(PAYOUT_PREFIX)]
+    try:
+        ids = tail.applied_ids(account_id)
+    except AssertionError as exc:
+        return str(exc)
+    got = [e for e in ids if not e.startswith(PAYOUT_PREFIX)]
     want = script.applied_ids
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
@@ -534,6 +568,7 @@ class Verdict:
 
 def verify(
     scripts: list[Script],
+    tail: ChangelogTail,
     accounts: dict[str, dict[str, Any]],
     fact_records: list[Record],
     dlq_records: list[Record],
@@ -551,9 +586,14 @@ def verify(
     """
     expected: dict[str, Expected] = {}
     mismatched: dict[str, list[str]] = {}
+    completed: Completed = {}
+    for topic, _, value, _ in fact_records:
+        if value is not None and topic.endswith("withdrawal.completed"):
+            fact = json.loads(value)
+            completed[fact["withdrawal_id"]] = (fact["stripe_payout_id"], fact["occurred_at"])
     for sc in scripts:
         worker_state = accounts[sc.account_id]["state"]
-        exp = replay(sc, worker_state)
+        exp = replay(sc, tail.applied_ids(sc.account_id), completed)
         expected[sc.account_id] = exp
         want = json.loads(dumps(exp.state.to_dict()))
         got = json.loads(dumps(worker_state))
@@ -607,7 +647,7 @@ def verify(
     for acct, exp in expected.items():
         for wid in exp.approved:
             approved_total += 1
-            w = exp.state.withdrawals[wid]
+            w = exp.withdrawals[wid]
             assert w.status == "completed", (wid, w.status)
             assert double.created_per_withdrawal[wid] == 1, wid
             transfer = double.transfers[w.stripe_payout_id]
@@ -618,11 +658,11 @@ def verify(
                 "account_id": acct,
                 "user_id": w.user_id,
             }
-    mine = {wid for exp in expected.values() for wid in exp.state.withdrawals}
+    mine = {wid for exp in expected.values() for wid in exp.withdrawals}
     made = sum(n for wid, n in double.created_per_withdrawal.items() if wid in mine)
     assert made == approved_total, (made, approved_total)
 
-    statuses = Counter(w.status for e in expected.values() for w in e.state.withdrawals.values())
+    statuses = Counter(w.status for e in expected.values() for w in e.withdrawals.values())
     closed = sum(1 for e in expected.values() if not e.state.is_active)
     return Verdict(expected, duplicates, statuses, closed, want_dead, approved_total)
 

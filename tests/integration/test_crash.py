@@ -135,7 +135,7 @@ async def test_sigkill_mid_stream_then_restart(
         tail_task.cancel()
         await asyncio.gather(tail_task, return_exceptions=True)
 
-    verdict = verify(scripts, accounts, fact_records, dlq_records, double, kafka.prefix)
+    verdict = verify(scripts, tail, accounts, fact_records, dlq_records, double, kafka.prefix)
 
     # The stream had something at stake on both sides of the kill.
     statuses, closed, want_dead = verdict.statuses, verdict.closed, verdict.dead_letters

@@ -367,3 +367,25 @@ def test_commands_are_plain_values() -> None:
     assert ApproveWithdrawal("c", "a", "w", "adm", T0).occurred_at == T0
     assert PayoutSucceeded("c", "a", "w", "tr", T0).occurred_at == T0
     assert isinstance(story.opened(), PositionOpened)
+
+
+def test_an_id_entry_whose_value_was_lost_does_not_hide_the_input() -> None:
+    """A crash can keep the applied-ids record of an input and lose the account value that
+    applied it: the input is read again and must be applied, not taken for a duplicate."""
+    story = Story()
+    story.open("p-1")
+    before = AccountState.from_dict(story.state.to_dict())
+    lost = replace(story.updated("p-1", "25.00"), event_id="t-lost")
+    story.send(lost)  # applied: its id entry is written (in story.memory)
+    # The value write is lost: the account is back at `before`, the entry survived.
+    entry = story.memory.seen(story.account_id, lost.event_id)
+    assert entry is not None and entry.version == before.version + 1
+    again = handle(before, lost, seen=entry)
+    assert again.changed and not again.duplicate
+    assert before.unrealized_pnl_cents == 25_00
+    # Another input took that version in the surviving history: still not this input.
+    other = Story()
+    other.open("p-1")
+    other.update("p-1", "5.00")  # version 3, as `lost` had
+    assert other.state.version == entry.version
+    assert handle(other.state, replace(lost, account_id=other.account_id), seen=entry).changed
