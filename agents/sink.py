@@ -2,7 +2,7 @@
 
 A task of every worker consumes, in a consumer group of its own (`SinkConsumer`), the account
 snapshots (`fundedflow.account-snapshots`, sent by the account agent after every applied change)
-and the ten fact topics, in batches of up to 500 records or
+and every fact topic (`app.topics.FACT_TOPICS`), in batches of up to 500 records or
 200 ms, whichever comes first. Each batch is collapsed to the newest version of every row and
 written in one transaction (`app.sink_db`): upserts that only take a newer `version`, and
 `account_events` inserted once per `event_id`.
@@ -14,6 +14,26 @@ succeeds; the sink is delayed while the database is away and catches up by itsel
 A record that cannot be read at all (not JSON, fields missing) is logged, counted as
 `invalid` and skipped: retrying it could never succeed.
 
+Nor can one record stall the sink. A record PostgreSQL refuses for its content (SQLSTATE class
+22 or 23: a NUL in text or jsonb, a numeric overflow, a check constraint; `refused_reason`) would
+be refused again on every retry, so it is set aside instead: the batch is split in halves, each
+written in its own transaction, and a half that is refused is split again until the refused
+records stand alone (about 2·log2(n) transactions for one bad record in n). The unit set aside
+is the Kafka record, not the collapsed row: each half is collapsed from its own records, so the
+rows of a set-aside snapshot are replaced by those of the newest good snapshot of the batch
+(an account's older snapshot lands when its newest one is refused). The halves that commit
+separately are harmless for the same reason a replay is: only newer versions are taken, and a
+snapshot carries the account row its withdrawal rows refer to. Every set-aside record is sent
+to `sink.dlq` with its original key and bytes and, in headers, the `reason` and its
+`source-topic`, `source-partition` and `source-offset`; it is logged and counted in
+`set_aside`. The offsets are committed only after both the database transaction(s) and the
+sink.dlq sends have succeeded: a crash in between reads the batch again, which rewrites the good
+rows harmlessly and may send a set-aside record to sink.dlq a second time (a consumer of
+sink.dlq should expect repeats, by source topic, partition and offset). A sink.dlq that cannot be
+reached is an outage like the database's: the send is retried with the same back-off, and no
+record is dropped. An error that is not about the content (connection refused or lost, a
+timeout, an administrator's shutdown, a missing table) still retries the whole batch.
+
 Metrics, in `ff.extras["sink_metrics"]` (a plain dict, read by the HTTP /metrics route):
 
 - `batches`: batches committed.
@@ -21,7 +41,10 @@ Metrics, in `ff.extras["sink_metrics"]` (a plain dict, read by the HTTP /metrics
 - `rows`: rows sent to PostgreSQL in committed batches, after collapsing (an upsert that
   finds a newer row already there is counted too).
 - `invalid`: records skipped because they could not be read.
-- `errors`: failed write attempts (every retry that fails counts again).
+- `set_aside`: records the database refused for their content, sent to sink.dlq (counted
+  once the send succeeded; they are part of `records` too).
+- `errors`: failed attempts to write a batch or to send its set-aside records to sink.dlq
+  (every retry that fails counts again; a refused record is not an error).
 - `failing`: 1 while the current batch is failing, else 0.
 - `last_error`: text of the last failure, or None.
 - `last_commit_at`: unix time of the last committed batch, or None before the first.
@@ -40,15 +63,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from app.faust_app import FundedFlow
 from app.kafka_admin import bootstrap_list
-from app.sink_db import SNAPSHOT, Batch, SinkDatabase, SinkRecord, collapse
-from app.topics import ACCOUNT_SNAPSHOTS, FACT_TOPICS
+from app.sink_db import SNAPSHOT, Batch, SinkDatabase, SinkRecord, collapse, refused_reason
+from app.topics import ACCOUNT_SNAPSHOTS, FACT_TOPICS, SINK_DLQ
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +81,26 @@ BATCH_WITHIN = 0.2
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 LAG_REFRESH_SECONDS = 1.0
+# How long one send of set-aside records to sink.dlq may take before it counts as failed.
+DLQ_SEND_TIMEOUT_SECONDS = 15.0
 
 
 class BatchStore(Protocol):
     async def write(self, batch: Batch) -> int: ...
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A record the database refused, and why."""
+
+    record: SinkRecord
+    reason: str
+
+
+class SetAsideSink(Protocol):
+    async def send(self, items: Sequence[SetAside]) -> None:
+        """Returns once every item is stored; raises (and is retried) otherwise."""
+        ...
 
 
 def backoff(attempt: int) -> float:
@@ -74,6 +114,7 @@ def new_metrics() -> dict[str, Any]:
         "records": 0,
         "rows": 0,
         "invalid": 0,
+        "set_aside": 0,
         "errors": 0,
         "failing": 0,
         "last_error": None,
@@ -91,12 +132,14 @@ class SinkWriter:
         self,
         store: BatchStore,
         metrics: dict[str, Any],
+        set_aside: SetAsideSink,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.metrics = metrics
+        self.set_aside = set_aside
         self.clock = clock
         self.sleep = sleep
         self._oldest_pending: float | None = None
@@ -111,9 +154,42 @@ class SinkWriter:
         if self.metrics["failing"] and self._oldest_pending is not None:
             self.metrics["lag_seconds"] = self._lag_since(self._oldest_pending)
 
+    async def _write_apart(
+        self, records: Sequence[SinkRecord], batch: Batch | None = None
+    ) -> tuple[int, list[SetAside]]:
+        """Writes the records' rows, setting aside the records the database refuses.
+
+        Returns the rows sent in committed transactions and the refused records. An error that
+        is not about the content is raised: the caller retries the whole batch.
+        """
+        if batch is None:
+            batch = collapse(records)  # its unreadable records were counted with the batch's
+        try:
+            return await self.store.write(batch), []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = refused_reason(exc)
+            if reason is None:
+                raise
+            if len(records) == 1:
+                return 0, [SetAside(records[0], reason)]
+            log.warning(
+                "sink: the database refused a group of %d records (%s); writing it in halves "
+                "to find the records it refuses",
+                len(records),
+                reason,
+            )
+        half = len(records) // 2
+        rows_first, refused_first = await self._write_apart(records[:half])
+        rows_second, refused_second = await self._write_apart(records[half:])
+        return rows_first + rows_second, refused_first + refused_second
+
     async def write(self, records: Sequence[SinkRecord]) -> Batch:
-        """Returns only once the batch is committed (or had nothing to write)."""
+        """Returns only once the batch is committed (or had nothing to write) and its refused
+        records, if any, are on sink.dlq."""
         m = self.metrics
+        records = list(records)
         batch = collapse(records)
         for reason in batch.invalid:
             log.error("sink: skipping an unreadable record: %s", reason)
@@ -121,9 +197,16 @@ class SinkWriter:
         m["pending_records"] = len(records)
         self._oldest_pending = batch.oldest_timestamp
         failures = 0
+        # Kept across retries once the database part is done: a sink.dlq outage then retries
+        # only the send.
+        written: tuple[int, list[SetAside]] | None = None
         while True:
             try:
-                rows = await self.store.write(batch)
+                if written is None:
+                    written = await self._write_apart(records, batch)
+                rows, refused = written
+                if refused:
+                    await self.set_aside.send(refused)
                 break
             except asyncio.CancelledError:
                 raise
@@ -134,9 +217,15 @@ class SinkWriter:
                 m["failing"] = 1
                 m["last_error"] = f"{type(exc).__name__}: {exc}"
                 self.refresh_lag()
+                what = (
+                    "database write failed"
+                    if written is None
+                    else f"sending {len(written[1])} set-aside records to sink.dlq failed"
+                )
                 log.error(
-                    "sink: database write failed (attempt %d, %d records waiting, lag %.1fs); "
+                    "sink: %s (attempt %d, %d records waiting, lag %.1fs); "
                     "retrying the same batch in %.1fs: %s",
+                    what,
                     failures,
                     len(records),
                     m["lag_seconds"] or 0.0,
@@ -149,6 +238,16 @@ class SinkWriter:
             log.warning(
                 "sink: database write succeeded after %d failed attempts; catching up", failures
             )
+        for item in refused:
+            r = item.record
+            log.error(
+                "sink: set aside %s[%s]@%s on sink.dlq, the database refused it: %s",
+                r.topic or r.kind,
+                r.partition,
+                r.offset,
+                item.reason,
+            )
+        m["set_aside"] += len(refused)
         m["batches"] += 1
         m["records"] += len(records)
         m["rows"] += rows
@@ -160,6 +259,87 @@ class SinkWriter:
             m["lag_seconds"] = max(0.0, now - batch.newest_timestamp)
         self._oldest_pending = None
         return batch
+
+
+class SinkDeadLetters:
+    """Sends set-aside records to sink.dlq with a producer of the sink's own (acks=all).
+
+    The sink reads with plain aiokafka outside Faust's stream, so it does not borrow the Faust
+    app's producer: the sends are awaited here, bounded by DLQ_SEND_TIMEOUT_SECONDS, and a send
+    that fails or times out raises, which `SinkWriter` retries like a database outage. A send
+    that timed out may still have been stored: the retry then stores it twice (see the module
+    docstring: repeats on sink.dlq are possible).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        client_id: str,
+        timeout: float = DLQ_SEND_TIMEOUT_SECONDS,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.client_id = client_id
+        self.timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _get_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap_list(self.bootstrap_servers),
+                client_id=self.client_id,
+                acks="all",
+                request_timeout_ms=int(self.timeout * 1000),
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    @staticmethod
+    def headers(item: SetAside) -> list[tuple[str, bytes]]:
+        r = item.record
+        return [
+            ("reason", item.reason.encode()),
+            ("source-topic", (r.topic or r.kind).encode()),
+            ("source-partition", str(r.partition).encode()),
+            ("source-offset", str(r.offset).encode()),
+        ]
+
+    async def _send(self, items: Sequence[SetAside]) -> None:
+        producer = await self._get_producer()
+        sent = [
+            await producer.send(
+                self.topic,
+                key=item.record.key,
+                value=item.record.value if item.record.value is not None else b"",
+                headers=self.headers(item),
+            )
+            for item in items
+        ]
+        await asyncio.gather(*sent)
+
+    async def send(self, items: Sequence[SetAside]) -> None:
+        try:
+            await asyncio.wait_for(self._send(items), self.timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"sink.dlq did not take {len(items)} records within {self.timeout:.0f}s"
+            ) from None
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            # Whatever it still holds was never confirmed: the batch was not committed and is
+            # read again after the restart.
+            try:
+                await asyncio.wait_for(producer.stop(), self.timeout)
+            except TimeoutError:
+                log.warning("sink: the sink.dlq producer did not stop in time")
 
 
 def topic_kinds(ff: FundedFlow) -> dict[str, str]:
@@ -178,11 +358,12 @@ class SinkConsumer:
     snapshots and facts it produced wait behind trades fetched before them, so the database
     fell behind by as long as the backlog took to work off (a minute after a 100,000-event
     burst, docs/performance.md). With its own group the sink reads its records as they arrive,
-    and the stream consumer no longer fetches the sink's eleven topics.
+    and the stream consumer no longer fetches the sink's topics.
 
     The guarantees are unchanged: offsets are committed only after the batch's transaction
-    has; a rebalance in between makes the new owner read the batch again, which the upserts
-    (newer versions only) and `ON CONFLICT DO NOTHING` make harmless.
+    has and its set-aside records are on sink.dlq; a rebalance in between makes the new owner
+    read the batch again, which the upserts (newer versions only) and `ON CONFLICT DO NOTHING`
+    make harmless.
     """
 
     def __init__(self, ff: FundedFlow, writer: SinkWriter, kinds: dict[str, str]) -> None:
@@ -276,6 +457,10 @@ class SinkConsumer:
                                 self.kinds[r.topic],
                                 r.value,
                                 r.timestamp / 1000.0 if r.timestamp is not None else None,
+                                topic=r.topic,
+                                partition=r.partition,
+                                offset=r.offset,
+                                key=r.key,
                             )
                             for r in records
                         ]
@@ -296,7 +481,12 @@ def register(ff: FundedFlow) -> None:
     kinds = topic_kinds(ff)
     metrics = ff.extras["sink_metrics"] = new_metrics()
     store = SinkDatabase(ff.settings.database_url, ff.settings.db_schema)
-    writer = SinkWriter(store, metrics)
+    dead_letters = SinkDeadLetters(
+        ff.settings.kafka_bootstrap_servers,
+        ff.names.name(SINK_DLQ),
+        client_id=f"{ff.names.sink_group}-dlq",
+    )
+    writer = SinkWriter(store, metrics, dead_letters)
     ff.extras["sink_writer"] = writer
     reader = SinkConsumer(ff, writer, kinds)
     running: list[asyncio.Task[None]] = []
@@ -314,6 +504,7 @@ def register(ff: FundedFlow) -> None:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         await store.close()
+        await dead_letters.close()
 
     ff.app.on_before_shutdown.connect(stop_sink)  # type: ignore[arg-type]
 

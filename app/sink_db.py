@@ -29,6 +29,7 @@ __all__ = [
     "ACCOUNT_COLUMNS",
     "BALANCE_COLUMNS",
     "EVENT_COLUMNS",
+    "REFUSED_SQLSTATE_CLASSES",
     "SNAPSHOT",
     "WITHDRAWAL_COLUMNS",
     "AccountRows",
@@ -45,6 +46,7 @@ __all__ = [
     "event_params",
     "parse_fact",
     "parse_snapshot",
+    "refused_reason",
     "withdrawal_params",
 ]
 
@@ -120,12 +122,20 @@ class InvalidRecord(ValueError):
 
 @dataclass(frozen=True)
 class SinkRecord:
-    """One Kafka record for the sink: `kind` is SNAPSHOT or the fact topic's base name."""
+    """One Kafka record for the sink: `kind` is SNAPSHOT or the fact topic's base name.
+
+    `topic`, `partition`, `offset` and `key` say where it came from: a record the database
+    refuses is set aside with them (agents/sink.py).
+    """
 
     kind: str
     value: bytes | None
     # Kafka timestamp, seconds since the epoch.
     timestamp: float | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
 
 
 Row = dict[str, Any]
@@ -287,6 +297,33 @@ def collapse(records: Iterable[SinkRecord]) -> Batch:
         except (InvalidRecord, WireError, UnicodeDecodeError) as exc:
             batch.invalid.append(f"{rec.kind}: {exc}")
     return batch
+
+
+# --- what the database refuses ----------------------------------------------------------
+
+# SQLSTATE classes of errors about the data sent, not about the database being reachable:
+# 22 "data exception" (a NUL in text or jsonb, an untranslatable character, a numeric
+# overflow, text too long, invalid text for a type; asyncpg also raises its 22000 DataError
+# for an argument it cannot encode, such as a lone surrogate) and 23 "integrity constraint
+# violation" (a check, a unique key, a foreign key). The same rows are refused again however
+# often they are sent.
+REFUSED_SQLSTATE_CLASSES = frozenset({"22", "23"})
+_REASON_MAX = 1000
+
+
+def refused_reason(exc: BaseException) -> str | None:
+    """Why the database refused the rows sent, or None when the error is not about them (an
+    outage, a timeout, a missing table: those are worth retrying)."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str) or sqlstate[:2] not in REFUSED_SQLSTATE_CLASSES:
+        return None
+    # One line (PostgreSQL's DETAIL, such as the failing row, comes on a line of its own).
+    message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    reason = f"SQLSTATE {sqlstate} {type(exc).__name__}: {message}"
+    # asyncpg's own DataError repeats the argument's value, which may be large.
+    return reason if len(reason) <= _REASON_MAX else reason[: _REASON_MAX - 3] + "..."
 
 
 # --- statements --------------------------------------------------------------------------

@@ -80,6 +80,9 @@ def metrics_text(ctx: WebContext) -> str:
         "# HELP fundedflow_sink_errors_total Failed database batches (retried).",
         "# TYPE fundedflow_sink_errors_total counter",
         f"fundedflow_sink_errors_total {int(sink.get('errors') or 0)}",
+        "# HELP fundedflow_sink_set_aside_total Records the database refused, sent to sink.dlq.",
+        "# TYPE fundedflow_sink_set_aside_total counter",
+        f"fundedflow_sink_set_aside_total {int(sink.get('set_aside') or 0)}",
         "# HELP fundedflow_dead_letters_total Inputs sent to a dead-letter topic.",
         "# TYPE fundedflow_dead_letters_total counter",
     ]

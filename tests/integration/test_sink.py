@@ -16,12 +16,14 @@ import pytest
 from app.codec import dumps
 from app.reconcile import Difference, reconcile
 from app.tiers_seed import seed_tiers
+from app.topics import SINK_DLQ
 from domain.account import Outcome
 from domain.snapshots import snapshot, withdrawal_ids_in
 from domain.state import AccountState
 from tests.integration import streams as s
 from tests.integration.conftest import Services
 from tests.integration.harness import Kafka, Worker, wait_until
+from tests.integration.http_support import Http, auth
 from tests.integration.sink_support import (
     SINK_TOPICS,
     behind,
@@ -188,6 +190,96 @@ async def test_repeated_facts_and_old_snapshots_change_nothing(
     assert sorted(lines[:-1]) == sorted(str(d) for d in diffs)
     assert lines[-1].endswith("5 difference(s)"), lines[-1]
     assert "database write failed" not in worker_of(kafka).tail(100_000)
+
+
+async def test_a_record_the_database_refuses_is_set_aside_and_the_rest_lands(
+    kafka: Kafka, services: Services, db_schema: str
+) -> None:
+    """PostgreSQL refuses a NUL in text or jsonb, and a row its checks forbid: those records go
+    to sink.dlq with a reason, the rest of the batch commits, and the sink keeps following."""
+    good = Crafted(s.uid("asm"))
+    good.record(good.story.open("p-1"))
+    good.record(good.story.close("p-1", "5000.00"))
+    # A fact whose payload holds a NUL: jsonb refuses the \u0000 escape (SQLSTATE 22P05).
+    nul_fact = {**good.facts[0], "event_id": s.uid("nul"), "note": "before\x00after"}
+    # The newest snapshot of an account with a NUL in a text column (SQLSTATE 22021): set
+    # aside, its older snapshot in the same batch lands instead.
+    nul = Crafted(s.uid("asm"))
+    nul.record(nul.story.trade("10.00"))
+    newest = nul.snapshots[-1]
+    nul_snap = {**newest, "account": {**newest["account"], "closure_reason": "x\x00y"}}
+    # A withdrawal status the table's check constraint refuses (SQLSTATE 23514).
+    checked = Crafted(s.uid("asm"))
+    checked.record(checked.story.open("p-1"))
+    checked.record(checked.story.close("p-1", "5000.00"))
+    requested = checked.story.request("2000.00")
+    wid = withdrawal_ids_in(requested.facts)[0]
+    checked.record(requested)
+    last = checked.snapshots[-1]
+    bad_status = {**last, "withdrawals": [{**last["withdrawals"][0], "status": "paid"}]}
+    bad = {
+        "nul_fact": (nul_fact["type"], good.account_id, dumps(nul_fact)),
+        "nul_snap": (SNAPSHOTS, nul.account_id, dumps(nul_snap)),
+        "bad_status": (SNAPSHOTS, checked.account_id, dumps(bad_status)),
+    }
+    await kafka.send_many(
+        [
+            *good.items(good.snapshots[:1], good.facts[:2]),
+            bad["nul_fact"],
+            *nul.items(nul.snapshots[:-1], nul.facts),
+            bad["nul_snap"],
+            *good.items(good.snapshots[1:], good.facts[2:]),
+            *checked.items(checked.snapshots[:-1], checked.facts),
+            bad["bad_status"],
+        ]
+    )
+    # The old sink retried the batch forever here: the group never got past it.
+    await wait_caught_up(kafka, SINK_TOPICS, timeout=45)
+
+    rows = await db_rows(services, db_schema)
+    assert rows["funded_accounts"][good.account_id]["version"] == good.story.state.version
+    balances = rows["funded_virtual_accounts"][good.account_id]
+    assert str(balances["current_balance"]) == "105000.00"
+    assert rows["funded_accounts"][nul.account_id]["version"] == nul.snapshots[-2]["version"]
+    assert rows["funded_accounts"][nul.account_id]["closure_reason"] is None
+    assert (
+        rows["funded_accounts"][checked.account_id]["version"] == checked.snapshots[-2]["version"]
+    )
+    assert wid not in rows["withdrawals"]
+    events = rows["account_events"]
+    assert set(events) == {f["event_id"] for f in [*good.facts, *nul.facts, *checked.facts]}
+
+    dead = await kafka.read_all([SINK_DLQ])
+    assert len(dead) == 3, dead
+    by_value = {value: (topic, key, dict(headers)) for topic, key, value, headers in dead}
+    for name, (base, key, raw) in bad.items():
+        topic, got_key, headers = by_value[raw]
+        assert topic == kafka.t(SINK_DLQ), name
+        assert got_key == key.encode(), name
+        assert headers["source-topic"] == kafka.t(base).encode(), name
+        assert int(headers["source-partition"]) >= 0 and int(headers["source-offset"]) >= 0
+        reason = headers["reason"].decode()
+        want = "SQLSTATE 23514" if name == "bad_status" else "SQLSTATE 22"
+        assert want in reason, (name, reason)
+
+    async with Http([worker_of(kafka)]) as http:
+        metrics = await http.get(0, "/metrics", auth("usr_ops"))
+    assert metrics.status == 200
+    assert "fundedflow_sink_set_aside_total 3" in metrics.body.splitlines(), metrics.body
+    log = worker_of(kafka).tail(200_000)
+    assert log.count("sink: set aside") == 3, log[-5000:]
+    assert "database write failed" not in log
+
+    # And the sink keeps following: a later record lands.
+    later = Crafted(s.uid("asm"))
+    await kafka.send_many(later.items(later.snapshots, later.facts))
+    await wait_until(
+        lambda: _count_is(services, db_schema, "funded_accounts", 4),
+        timeout=30,
+        what="a later record in PostgreSQL",
+    )
+    await wait_caught_up(kafka, SINK_TOPICS)
+    assert len(await kafka.read_all([SINK_DLQ])) == 3
 
 
 # --- a real stream -------------------------------------------------------------------------

@@ -3,14 +3,20 @@ the retry loop's metrics, and reconcile's comparison. No services."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
-from agents.sink import SinkWriter, backoff, new_metrics
+from agents.sink import SetAside, SinkDeadLetters, SinkWriter, backoff, new_metrics
 from app.codec import dumps
 from app.reconcile import Difference, compare, expected_rows
 from app.settings import Settings
@@ -31,6 +37,7 @@ from app.sink_db import (
     balance_params,
     collapse,
     event_params,
+    refused_reason,
     withdrawal_params,
 )
 from domain.account import Outcome
@@ -252,6 +259,22 @@ class FlakyStore:
         return batch.row_count
 
 
+class RecordingDeadLetters:
+    """sink.dlq: keeps what was stored; fails the first `failures` sends."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.attempts = 0
+        self.stored: list[SetAside] = []
+
+    async def send(self, items: Sequence[SetAside]) -> None:
+        self.attempts += 1
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("sink.dlq away")
+        self.stored += items
+
+
 class Clock:
     def __init__(self, now: float) -> None:
         self.now = now
@@ -282,7 +305,7 @@ async def test_a_failing_batch_is_retried_until_it_commits_and_the_metrics_say_s
         observed.append(dict(metrics))
         await clock.sleep(seconds)
 
-    writer = SinkWriter(store, metrics, clock=clock, sleep=sleep)
+    writer = SinkWriter(store, metrics, RecordingDeadLetters(), clock=clock, sleep=sleep)
     batch = await writer.write(records)
     assert clock.sleeps == [0.5, 1.0, 2.0]
     assert len(store.batches) == 1 and store.batches[0] is batch
@@ -303,7 +326,9 @@ async def test_a_failing_batch_is_retried_until_it_commits_and_the_metrics_say_s
 async def test_the_lag_timer_only_moves_the_lag_while_failing() -> None:
     clock = Clock(now=50.0)
     metrics = new_metrics()
-    writer = SinkWriter(FlakyStore(0), metrics, clock=clock, sleep=clock.sleep)
+    writer = SinkWriter(
+        FlakyStore(0), metrics, RecordingDeadLetters(), clock=clock, sleep=clock.sleep
+    )
     writer.refresh_lag()
     assert metrics["lag_seconds"] is None
     await writer.write([SinkRecord(SNAPSHOT, dumps(snapshot(Story().state)), 45.0)])
@@ -316,10 +341,292 @@ async def test_the_lag_timer_only_moves_the_lag_while_failing() -> None:
 async def test_unreadable_records_are_counted_and_skipped() -> None:
     metrics = new_metrics()
     store = FlakyStore(0)
-    writer = SinkWriter(store, metrics)
+    writer = SinkWriter(store, metrics, RecordingDeadLetters())
     await writer.write([SinkRecord(SNAPSHOT, b"nope"), SinkRecord(SNAPSHOT, None)])
     assert metrics["invalid"] == 2 and metrics["batches"] == 1 and metrics["records"] == 2
     assert metrics["rows"] == 0
+
+
+# --- records the database refuses ---------------------------------------------------------
+
+
+def _holds_nul(value: object) -> bool:
+    # A NUL in a text column, or the \u0000 escape in a jsonb payload (raw JSON text).
+    return isinstance(value, str) and ("\x00" in value or "\\u0000" in value)
+
+
+class RefusingStore:
+    """PostgreSQL as far as the sink can tell: refuses a NUL anywhere in a batch (the whole
+    transaction fails, as a real one does), optionally after some outages; keeps what it
+    committed, newest version per row, as the upserts do."""
+
+    def __init__(self, outages: int = 0, outage_on_call: int | None = None) -> None:
+        self.outages = outages
+        self.outage_on_call = outage_on_call
+        self.calls = 0
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.withdrawals: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, dict[str, Any]] = {}
+
+    async def write(self, batch: Batch) -> int:
+        self.calls += 1
+        if self.outages:
+            self.outages -= 1
+            raise ConnectionRefusedError("database away")
+        if self.calls == self.outage_on_call:
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+        if batch.empty:
+            return 0
+        rows = [
+            *(r.account for r in batch.accounts.values()),
+            *(r.balances for r in batch.accounts.values()),
+            *batch.withdrawals.values(),
+            *batch.events.values(),
+        ]
+        if any(_holds_nul(v) for row in rows for v in row.values()):
+            raise asyncpg.exceptions.CharacterNotInRepertoireError(
+                'invalid byte sequence for encoding "UTF8": 0x00'
+            )
+        for acct, got in batch.accounts.items():
+            if acct not in self.accounts or self.accounts[acct]["version"] < got.version:
+                self.accounts[acct] = got.account
+        for wid, w in batch.withdrawals.items():
+            if wid not in self.withdrawals or self.withdrawals[wid]["version"] < w["version"]:
+                self.withdrawals[wid] = w
+        for eid, e in batch.events.items():
+            self.events.setdefault(eid, e)
+        return batch.row_count
+
+
+def from_kafka(records: Sequence[SinkRecord]) -> list[SinkRecord]:
+    """The records as the consumer hands them over: with topic, partition, offset and key."""
+    return [
+        replace(r, topic=f"p.{r.kind}", partition=i % 3, offset=100 + i, key=b"k%d" % i)
+        for i, r in enumerate(records)
+    ]
+
+
+def refused_mix() -> tuple[list[SinkRecord], dict[str, Any]]:
+    """A good account's story with, among its records, a fact whose payload holds a NUL, and
+    another account whose newest snapshot has a NUL in `closure_reason` (its older one is
+    good)."""
+    story, snaps, facts, wid = story_with_withdrawal()
+    bad_fact = {**json.loads(facts[0].value or b""), "event_id": "e-nul", "note": "a\x00b"}
+    other = Story(assessment_id="asm_other")
+    older = snap(other, other.last)
+    other.trade("10.00")
+    s = snapshot(other.state)
+    bad_snap = {**s, "account": {**s["account"], "closure_reason": "x\x00y"}}
+    records = from_kafka(
+        [
+            *snaps[:2],
+            SinkRecord(bad_fact["type"], dumps(bad_fact)),
+            older,
+            *facts,
+            SinkRecord(SNAPSHOT, dumps(bad_snap)),
+            *snaps[2:],
+        ]
+    )
+    return records, {
+        "story": story,
+        "wid": wid,
+        "facts": facts,
+        "other": other,
+        "older_version": json.loads(older.value or b"")["version"],
+        "bad": [records[2], records[4 + len(facts)]],
+    }
+
+
+async def test_a_refused_record_is_set_aside_once_and_the_rest_of_the_batch_commits() -> None:
+    records, x = refused_mix()
+    store = RefusingStore()
+    dlq = RecordingDeadLetters()
+    metrics = new_metrics()
+    clock = Clock(now=10.0)
+    writer = SinkWriter(store, metrics, dlq, clock=clock, sleep=clock.sleep)
+    await writer.write(records)
+    # The good rows are in: the first account as of its newest snapshot, every good fact,
+    # and the other account as of its older snapshot, its newest being refused.
+    story = x["story"]
+    assert store.accounts[story.account_id]["version"] == story.state.version
+    assert store.withdrawals[x["wid"]]["status"] == "rejected"
+    good_ids = {json.loads(r.value or b"")["event_id"] for r in x["facts"]}
+    assert set(store.events) == good_ids
+    other = store.accounts[x["other"].account_id]
+    assert other["version"] == x["older_version"] < x["other"].state.version
+    assert other["closure_reason"] is None
+    # The refused records, each exactly once, with where they came from and why.
+    assert [item.record for item in dlq.stored] == x["bad"]
+    assert all(
+        item.reason.startswith("SQLSTATE 22021 CharacterNotInRepertoireError")
+        for item in dlq.stored
+    )
+    assert metrics["set_aside"] == 2 and metrics["errors"] == 0 and metrics["invalid"] == 0
+    assert metrics["batches"] == 1 and metrics["records"] == len(records)
+    assert metrics["failing"] == 0 and metrics["pending_records"] == 0
+    assert clock.sleeps == []  # nothing was retried
+    # Halving: a few transactions, not one per record.
+    assert store.calls <= 1 + 4 * math.ceil(math.log2(len(records)))
+    first = x["bad"][0]
+    assert dict(SinkDeadLetters.headers(dlq.stored[0])) == {
+        "reason": dlq.stored[0].reason.encode(),
+        "source-topic": f"p.{first.kind}".encode(),
+        "source-partition": str(first.partition).encode(),
+        "source-offset": str(first.offset).encode(),
+    }
+
+
+async def test_a_batch_without_refused_records_is_one_transaction_and_sets_nothing_aside() -> None:
+    _, snaps, facts, _ = story_with_withdrawal()
+    store = RefusingStore()
+    dlq = RecordingDeadLetters()
+    metrics = new_metrics()
+    await SinkWriter(store, metrics, dlq).write(from_kafka([*snaps, *facts]))
+    assert store.calls == 1 and dlq.attempts == 0 and metrics["set_aside"] == 0
+
+
+async def test_outages_are_still_retried_and_the_refused_record_is_set_aside_once() -> None:
+    records, x = refused_mix()
+    # Two outages before anything, then one while the batch is being halved.
+    store = RefusingStore(outages=2, outage_on_call=6)
+    dlq = RecordingDeadLetters()
+    metrics = new_metrics()
+    clock = Clock(now=10.0)
+    writer = SinkWriter(store, metrics, dlq, clock=clock, sleep=clock.sleep)
+    await writer.write(records)
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+    assert metrics["errors"] == 3 and "ConnectionDoesNotExistError" in metrics["last_error"]
+    assert [item.record for item in dlq.stored] == x["bad"] and dlq.attempts == 1
+    assert metrics["set_aside"] == 2 and metrics["batches"] == 1
+    assert set(store.events) == {json.loads(r.value or b"")["event_id"] for r in x["facts"]}
+
+
+async def test_an_error_not_about_the_content_retries_the_batch_and_sets_nothing_aside() -> None:
+    class ShutdownThenOk(RefusingStore):
+        async def write(self, batch: Batch) -> int:
+            if self.calls < 2:
+                self.calls += 1
+                raise asyncpg.exceptions.AdminShutdownError("terminating connection")
+            return await super().write(batch)
+
+    _, snaps, facts, _ = story_with_withdrawal()
+    store = ShutdownThenOk()
+    dlq = RecordingDeadLetters()
+    metrics = new_metrics()
+    clock = Clock(now=10.0)
+    await SinkWriter(store, metrics, dlq, clock=clock, sleep=clock.sleep).write(
+        from_kafka([*snaps, *facts])
+    )
+    assert clock.sleeps == [0.5, 1.0] and metrics["errors"] == 2
+    assert dlq.attempts == 0 and metrics["set_aside"] == 0 and len(store.events) == len(facts)
+
+
+async def test_a_sink_dlq_outage_is_retried_without_writing_again_and_drops_nothing() -> None:
+    records, x = refused_mix()
+    store = RefusingStore()
+    dlq = RecordingDeadLetters(failures=3)
+    metrics = new_metrics()
+    clock = Clock(now=10.0)
+    observed: list[dict[str, Any]] = []
+
+    async def sleep(seconds: float) -> None:
+        observed.append(dict(metrics))
+        await clock.sleep(seconds)
+
+    writer = SinkWriter(store, metrics, dlq, clock=clock, sleep=sleep)
+    await writer.write(records)
+    calls_for_the_database = store.calls
+    assert clock.sleeps == [0.5, 1.0, 2.0] and dlq.attempts == 4
+    assert all(m["failing"] == 1 and m["set_aside"] == 0 for m in observed)
+    assert "sink.dlq away" in observed[0]["last_error"]
+    assert [item.record for item in dlq.stored] == x["bad"]
+    assert metrics["set_aside"] == 2 and metrics["errors"] == 3 and metrics["failing"] == 0
+    # The database part was done once (as many transactions as a pass without the outage);
+    # only the send was tried again.
+    baseline = RefusingStore()
+    await SinkWriter(baseline, new_metrics(), RecordingDeadLetters()).write(records)
+    assert calls_for_the_database == baseline.calls
+
+
+async def test_an_unreadable_record_is_still_invalid_and_counted_once() -> None:
+    records, x = refused_mix()
+    unreadable = SinkRecord(SNAPSHOT, b"{nope", topic="p.s", partition=0, offset=7)
+    store = RefusingStore()
+    dlq = RecordingDeadLetters()
+    metrics = new_metrics()
+    await SinkWriter(store, metrics, dlq).write([unreadable, *records])
+    assert metrics["invalid"] == 1 and metrics["set_aside"] == 2
+    assert [item.record for item in dlq.stored] == x["bad"]
+
+
+REFUSED = [
+    asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00"),
+    asyncpg.exceptions.UntranslatableCharacterError("unsupported Unicode escape sequence"),
+    asyncpg.exceptions.NumericValueOutOfRangeError("numeric field overflow"),
+    asyncpg.exceptions.InvalidTextRepresentationError("invalid input syntax for type json"),
+    asyncpg.exceptions.StringDataRightTruncationError("value too long"),
+    asyncpg.exceptions.DataError("invalid input for query argument $1"),  # asyncpg's own
+    asyncpg.exceptions.CheckViolationError("violates check constraint"),
+    asyncpg.exceptions.UniqueViolationError("duplicate key value"),
+    asyncpg.exceptions.ForeignKeyViolationError("violates foreign key constraint"),
+    asyncpg.exceptions.NotNullViolationError("null value in column"),
+]
+NOT_REFUSED = [
+    ConnectionRefusedError("refused"),
+    ConnectionResetError("reset"),
+    OSError("no route to host"),
+    TimeoutError(),
+    asyncpg.exceptions.PostgresConnectionError("connection"),
+    asyncpg.exceptions.ConnectionDoesNotExistError("closed"),
+    asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+    asyncpg.exceptions.AdminShutdownError("terminating connection"),
+    asyncpg.exceptions.InterfaceError("pool is closed"),
+    asyncpg.exceptions.UndefinedTableError("relation does not exist"),
+    asyncpg.exceptions.UndefinedColumnError("column does not exist"),
+    asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+    asyncpg.exceptions.SerializationError("could not serialize"),
+    asyncpg.exceptions.TooManyConnectionsError("too many clients"),
+    RuntimeError("a bug"),
+]
+
+
+@pytest.mark.parametrize("exc", REFUSED, ids=lambda e: type(e).__name__)
+def test_errors_about_the_data_are_refusals(exc: asyncpg.PostgresError) -> None:
+    reason = refused_reason(exc)
+    assert reason is not None and reason.startswith(f"SQLSTATE {exc.sqlstate} ")
+    assert str(exc) in reason
+
+
+@pytest.mark.parametrize("exc", NOT_REFUSED, ids=lambda e: type(e).__name__)
+def test_outages_and_other_errors_are_not_refusals(exc: Exception) -> None:
+    assert refused_reason(exc) is None
+
+
+def test_a_reason_is_one_line() -> None:
+    exc = asyncpg.exceptions.CheckViolationError(
+        'violates check constraint "ck"\nDETAIL:  Failing row contains (w-1, paid).'
+    )
+    assert refused_reason(exc) == (
+        'SQLSTATE 23514 CheckViolationError: violates check constraint "ck" '
+        "DETAIL:  Failing row contains (w-1, paid)."
+    )
+
+
+def test_a_long_reason_is_cut() -> None:
+    reason = refused_reason(asyncpg.exceptions.DataError("x" * 10_000))
+    assert reason is not None and len(reason) == 1000 and reason.endswith("...")
+
+
+async def test_a_sink_dlq_send_that_hangs_fails_in_bounded_time() -> None:
+    class Hanging(SinkDeadLetters):
+        async def _send(self, items: Sequence[SetAside]) -> None:
+            await asyncio.sleep(3600)
+
+    dlq = Hanging("127.0.0.1:1", "sink.dlq", "test", timeout=0.05)
+    item = SetAside(SinkRecord(SNAPSHOT, b"{}"), "SQLSTATE 22021 x")
+    with pytest.raises(TimeoutError, match=r"sink\.dlq did not take 1 records"):
+        await dlq.send([item])
+    await dlq.close()
 
 
 # --- reconcile's comparison ----------------------------------------------------------------
