@@ -10,9 +10,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from app.settings import Settings
+from app.sink_db import asyncpg_dsn
 from app.tiers_seed import seed_tiers
 from tests.integration import streams as s
 from tests.integration.conftest import Services
@@ -525,6 +527,9 @@ async def test_stripe_webhook_reversal(http: Http, kafka: Kafka, double: StripeD
             "object": {
                 "id": w["stripe_payout_id"],
                 "object": "transfer",
+                "amount": 40000,
+                "amount_reversed": 40000,
+                "reversed": True,
                 "metadata": {"withdrawal_id": w["id"], "account_id": acct, "user_id": "usr_1"},
             }
         },
@@ -555,6 +560,100 @@ async def test_stripe_webhook_reversal(http: Http, kafka: Kafka, double: StripeD
         0, "POST", "/webhooks/stripe", {"Stripe-Signature": stripe_signature(body)}, data=body
     )
     assert ans.status == 200
+
+
+def reversal_event(w: dict[str, Any], acct: str, amount: int, reversed_cents: int) -> str:
+    """A signed-able `transfer.reversed` as Stripe sends it, partial reversals included."""
+    return json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex[:12]}",
+            "object": "event",
+            "type": "transfer.reversed",
+            "created": 1764000000,
+            "data": {
+                "object": {
+                    "id": w["stripe_payout_id"],
+                    "object": "transfer",
+                    "amount": amount,
+                    "amount_reversed": reversed_cents,
+                    "reversed": reversed_cents >= amount,
+                    "metadata": {"withdrawal_id": w["id"], "account_id": acct},
+                }
+            },
+        }
+    )
+
+
+async def test_partial_reversals_give_back_exactly_the_reversed_cents(
+    http: Http, kafka: Kafka, services: Services, module_schema: str
+) -> None:
+    """Hardening defect 1, on the real stack: a $1 reversal of a $2,000 transfer gives back
+    $1, not $2,000; the cumulative figure is followed; the row and the facts say so."""
+    acct = await new_account(kafka, http)  # 8,000.00 withdrawable
+    asked = await http.post(0, f"/funded-accounts/{acct}/withdraw", withdraw_body("2000.00"), OWNER)
+    assert asked.status == 201 and asked.body["withdrawal"]["status"] == "pending"
+    wid = asked.body["withdrawal"]["id"]
+    paid = await http.post(1, f"/admin/withdrawals/{wid}/approve", {}, ADMIN)
+    w = paid.body["withdrawal"]
+    assert w["status"] == "completed", paid.body
+
+    async def webhook(payload: str, worker: int = 0) -> None:
+        ans = await http.call(
+            worker,
+            "POST",
+            "/webhooks/stripe",
+            {"Stripe-Signature": stripe_signature(payload)},
+            data=payload,
+        )
+        assert ans.status == 200, ans.body
+
+    await webhook(reversal_event(w, acct, 200000, 100))  # $1.00
+    after = await http.account_when(
+        1, acct, OWNER, lambda a: a["total_withdrawals"] == "1999.00", timeout=30
+    )
+    assert after["withdrawable_amount"] == "6001.00"
+    listed = (await http.get(1, f"/funded-accounts/{acct}/withdrawals", OWNER)).body
+    assert listed["withdrawals"][0]["status"] == "completed"
+    assert listed["withdrawals"][0]["reversed_total"] == "1.00"
+    # An older, smaller figure changes nothing; the rest fails the withdrawal.
+    await webhook(reversal_event(w, acct, 200000, 50), worker=1)
+    await webhook(reversal_event(w, acct, 200000, 200000))
+    after = await http.account_when(
+        0, acct, OWNER, lambda a: a["total_withdrawals"] == "0.00", timeout=30
+    )
+    assert after["withdrawable_amount"] == "8000.00"
+    listed = (await http.get(0, f"/funded-accounts/{acct}/withdrawals", OWNER)).body
+    assert listed["withdrawals"][0]["status"] == "failed"
+    assert listed["withdrawals"][0]["reversed_total"] == "2000.00"
+
+    # PostgreSQL: the row's reversed_total, and the two withdrawal.reversed facts.
+    async def rows() -> tuple[Any, list[Any]] | None:
+        conn = await asyncpg.connect(asyncpg_dsn(services.database_url))
+        try:
+            await conn.execute(f'SET search_path TO "{module_schema}"')
+            row = await conn.fetchrow(
+                "SELECT status, reversed_total FROM withdrawals WHERE id = $1", wid
+            )
+            facts = await conn.fetch(
+                "SELECT payload FROM account_events WHERE account_id = $1 "
+                "AND type = 'withdrawal.reversed' ORDER BY occurred_at, event_id",
+                acct,
+            )
+        finally:
+            await conn.close()
+        if row is None or row["status"] != "failed" or len(facts) < 2:
+            return None
+        return row, facts
+
+    found = await wait_until(rows, timeout=30, what="the reversal in PostgreSQL")
+    assert found is not None
+    row, facts = found
+    assert str(row["reversed_total"]) == "2000.00"
+    amounts = sorted(
+        (json.loads(f["payload"])["amount"], json.loads(f["payload"])["reversed_total"])
+        for f in facts
+    )
+    assert amounts == [("1.00", "1.00"), ("1999.00", "2000.00")]
 
 
 async def test_rate_limit(http: Http, kafka: Kafka) -> None:
