@@ -12,6 +12,7 @@ Money goes to PostgreSQL as `Decimal` (NUMERIC(18,2)), times as aware UTC dateti
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.codec import WireError, loads_object
+from app.codec import WireError
 from domain.money import InvalidNumber, parse_money
 from domain.timestamps import InvalidTimestamp, parse_ts
 
@@ -114,6 +115,21 @@ _OPTIONAL_TEXT = frozenset(
 # Columns added after the first snapshots were sent: an older record without the key means
 # this value (a withdrawal's `reversed_total` came with migration 0002; nothing was reversed).
 _DEFAULTS: Mapping[str, object] = {"reversed_total": "0.00"}
+
+
+def _lenient_object(raw: bytes | None) -> dict[str, Any]:
+    """A JSON object, read without the edge's text checks (app.codec refuses NUL and lone
+    surrogates). The sink is the last line: a record whose text PostgreSQL refuses must reach
+    the database, be refused there and be set aside on sink.dlq with its bytes, not skipped."""
+    if not raw:
+        raise WireError("empty value")
+    try:
+        obj = json.loads(raw, parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WireError(f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise WireError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 class InvalidRecord(ValueError):
@@ -281,7 +297,7 @@ def collapse(records: Iterable[SinkRecord]) -> Batch:
         try:
             if rec.value is None:
                 raise InvalidRecord("empty value")
-            value = loads_object(rec.value)
+            value = _lenient_object(rec.value)
             if rec.kind == SNAPSHOT:
                 account_id, rows, withdrawals = parse_snapshot(value)
                 seen = batch.accounts.get(account_id)
@@ -314,6 +330,9 @@ _REASON_MAX = 1000
 def refused_reason(exc: BaseException) -> str | None:
     """Why the database refused the rows sent, or None when the error is not about them (an
     outage, a timeout, a missing table: those are worth retrying)."""
+    if isinstance(exc, UnicodeEncodeError):
+        # Text that cannot be sent as UTF-8 at all (a lone surrogate): the record's content.
+        return f"text not encodable as UTF-8: {exc.reason} at {exc.start}"
     if not isinstance(exc, asyncpg.PostgresError):
         return None
     sqlstate = getattr(exc, "sqlstate", None)

@@ -13,11 +13,16 @@ from typing import Any, NoReturn, TypeVar
 
 from domain.money import InvalidNumber, parse_money, parse_price, parse_quantity, parse_ratio
 from domain.timestamps import InvalidTimestamp, parse_ts
+from domain.validation import (
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    InvalidText,
+    check_id,
+    check_reason,
+    check_text,
+)
 
 __all__ = ["MAX_ID_LENGTH", "FieldReader"]
-
-# Ids are opaque strings; the bound keeps a hostile producer from bloating state and rows.
-MAX_ID_LENGTH = 200
 
 _Choice = TypeVar("_Choice", bound=str)
 
@@ -40,15 +45,32 @@ class FieldReader:
             self.fail("missing_field", name)
         return self._obj[name]
 
-    def string(self, name: str, *, max_length: int = MAX_ID_LENGTH) -> str:
+    def _str(self, name: str) -> str:
         value = self.raw(name)
         if not isinstance(value, str):
             self.fail("invalid_field", f"{name} must be a string")
-        if value == "" or value.strip() != value:
-            self.fail("invalid_field", f"{name} must be a non-empty string without padding")
-        if len(value) > max_length:
-            self.fail("invalid_field", f"{name} is longer than {max_length} characters")
         return value
+
+    def string(self, name: str, *, max_length: int = MAX_ID_LENGTH) -> str:
+        """An id or a name: non-empty, unpadded, bounded, valid text (domain/validation.py)."""
+        try:
+            return check_id(self._str(name), max_length=max_length)
+        except InvalidText as exc:
+            self.fail("invalid_field", f"{name} {exc.reason}")
+
+    def text(self, name: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
+        """Any bounded valid text, empty allowed (whether it makes sense is the caller's rule)."""
+        try:
+            return check_text(self._str(name), max_length=max_length)
+        except InvalidText as exc:
+            self.fail("invalid_field", f"{name} {exc.reason}")
+
+    def reason(self, name: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
+        """A human reason, stripped of the white space around it, 1 to `max_length` characters."""
+        try:
+            return check_reason(self._str(name), max_length=max_length)
+        except InvalidText as exc:
+            self.fail("invalid_field", f"{name} {exc.reason}")
 
     def choice(self, name: str, allowed: tuple[_Choice, ...]) -> _Choice:
         value = self.raw(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "format_cents",
     "format_decimal",
     "format_ratio",
+    "json_number",
     "parse_money",
     "parse_price",
     "parse_quantity",
@@ -41,6 +42,7 @@ _MIN_NUMBER_EXPONENT = -18
 _MAX_TEXT = 40
 
 _MONEY_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]{1,2}))?")
+_EXPONENT_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+")
 _UNSIGNED_DECIMAL_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
@@ -80,11 +82,40 @@ def _decimal_from_number(value: object, error: type[InvalidNumber]) -> Decimal |
     return None
 
 
+def json_number(text: str) -> Decimal:
+    """The Decimal of a JSON number's text (the codec's `parse_float`; money strings with an
+    exponent too).
+
+    A plain number keeps its digits as written, so "250.500" still has three decimals. An
+    exponent form writes no decimals out: it is reduced, exactly, to its value's digits
+    ("1.50e1" is 15, "1e2" is Decimal("1E+2"), "1.2345e2" is 123.45), so what counts is how many
+    decimals its value has. Refused (InvalidNumber) when Decimal cannot hold the exponent at
+    all; any other absurd exponent (1e400, 1e-400) is left for the range checks, which are
+    cheap whatever the exponent.
+    """
+    mantissa, marker, exponent_text = text.replace("E", "e").partition("e")
+    try:
+        if not marker:
+            return Decimal(text)
+        whole, _, frac = mantissa.partition(".")
+        sign = "-" if whole.startswith("-") else ""
+        digits = (whole.lstrip("-") + frac).lstrip("0")
+        kept = digits.rstrip("0")
+        if not kept:
+            return Decimal(f"{sign}0")
+        # int() of at most 4300 digits; past that (or past Decimal's exponents) it is refused.
+        exponent = int(exponent_text) - len(frac) + (len(digits) - len(kept))
+        return Decimal(f"{sign}{kept}E{exponent}")
+    except (InvalidOperation, ValueError):
+        raise InvalidNumber(f"number out of range: {_describe(text)}") from None
+
+
 def parse_money(value: object) -> int:
     """Cents from a wire amount: int, Decimal, a string like "250.50", or a float's repr.
 
-    Refused: bool, None, empty or padded strings, more than two decimals, NaN, Infinity,
-    exponent forms and magnitudes beyond NUMERIC(18,2).
+    An exponent form ("1e2", "1.5E1", 1E-2 as a number) is an amount when its value has at
+    most two decimals. Refused: bool, None, empty or padded strings, more than two decimals,
+    NaN, Infinity and magnitudes beyond NUMERIC(18,2) (however large the exponent).
     """
     if isinstance(value, str):
         return _money_from_text(value)
@@ -103,6 +134,12 @@ def _money_from_text(text: str) -> int:
         raise InvalidAmount("amount text too long")
     match = _MONEY_RE.fullmatch(text)
     if match is None:
+        if _EXPONENT_RE.fullmatch(text) is not None:
+            try:
+                number = json_number(text)
+            except InvalidNumber:
+                raise InvalidAmount(f"amount out of range: {_describe(text)}") from None
+            return _money_from_decimal(number)
         raise InvalidAmount(f"not a decimal amount with at most two decimals: {_describe(text)}")
     whole, frac = match.group(1), match.group(2) or ""
     cents = int(whole) * 100 + int(frac.ljust(2, "0"))
@@ -117,12 +154,11 @@ def _money_from_decimal(number: Decimal) -> int:
     sign, digits, exponent = number.as_tuple()
     if not isinstance(exponent, int):  # pragma: no cover - finite decimals have int exponents
         raise InvalidAmount(f"not a finite amount: {_short(number)}")
-    if exponent > 0:
-        raise InvalidAmount(f"exponent form is not accepted for amounts: {_short(number)}")
-    if exponent < -2:
-        raise InvalidAmount(f"more than two decimals: {_short(number)}")
+    # The range first: it bounds the exponent, so 10 ** (exponent + 2) below stays small.
     if number.adjusted() >= 14:
         raise InvalidAmount(f"amount out of range: {_short(number)}")
+    if exponent < -2:
+        raise InvalidAmount(f"more than two decimals: {_short(number)}")
     magnitude = int("".join(str(d) for d in digits) or "0") * 10 ** (exponent + 2)
     return _bounded(-magnitude if sign else magnitude)
 

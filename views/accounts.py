@@ -23,7 +23,9 @@ from domain.account import Reply
 from domain.events import RequestWithdrawal
 from domain.ids import withdrawal_id_for
 from domain.money import InvalidAmount, parse_money
+from domain.policy import Code
 from domain.state import AccountState
+from domain.validation import InvalidText, check_text
 from domain.withdrawals import from_row
 from views.budget import Deadline
 from views.commands import WireCommand, settled, submit, unwatch, watch_withdrawal
@@ -56,7 +58,16 @@ SUMMARY_FIELDS = (
     "withdrawals",
 )
 
-REFUSAL_STATUS = {"not_pending": 409, "unknown_withdrawal": 404, "unknown_account": 404}
+# A refused reply's code to its HTTP status (any other code is 422). `invalid_request`: the
+# account agent could not take the command at all; `idempotency_key_reused`: a repeat of an
+# Idempotency-Key with another body that reached the agent (Redis had lost the first answer).
+REFUSAL_STATUS = {
+    "not_pending": 409,
+    "unknown_withdrawal": 404,
+    "unknown_account": 404,
+    "invalid_request": 400,
+    "idempotency_key_reused": 409,
+}
 
 
 def reply_answer(reply: Reply | None) -> tuple[int, dict[str, Any]]:
@@ -86,11 +97,16 @@ async def decide_and_settle(
     return status, answer
 
 
-def _string_field(body: dict[str, Any], name: str) -> str:
+def _text_field(body: dict[str, Any], name: str, refusal: str) -> str:
+    """A free-text field checked as the command parser checks it (domain/validation.py), so
+    what passes here parses there; text it refuses is the field's business refusal (422)."""
     value = body.get(name, "")
     if not isinstance(value, str):
         raise ApiError(400, "invalid_request", f"'{name}' must be a string")
-    return value
+    try:
+        return check_text(value)
+    except InvalidText as exc:
+        raise ApiError(422, refusal, f"'{name}' {exc.reason}") from None
 
 
 def _amount(body: dict[str, Any]) -> int:
@@ -200,8 +216,10 @@ def register(ctx: WebContext) -> None:
                 body = await read_json_object(request)
                 key = request_key(request)
                 amount_cents = _amount(body)
-                payment_method = _string_field(body, "payment_method")
-                destination = _string_field(body, "destination")
+                payment_method = _text_field(
+                    body, "payment_method", Code.UNSUPPORTED_PAYMENT_METHOD
+                )
+                destination = _text_field(body, "destination", Code.INVALID_DESTINATION)
                 # The request as understood, not its JSON text: key order, "250" against
                 # "250.00" or an unknown extra field do not make it another request.
                 print_ = fingerprint(

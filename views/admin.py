@@ -17,6 +17,7 @@ from app.auth import Principal
 from app.idempotency import fingerprint
 from domain.events import ApproveWithdrawal, RejectWithdrawal
 from domain.ids import account_of_withdrawal
+from domain.validation import MAX_TEXT_LENGTH, InvalidText, check_reason
 from views.accounts import decide_and_settle, fetch_from_owner, reply_answer
 from views.budget import Deadline
 from views.commands import submit
@@ -24,8 +25,6 @@ from views.context import WebContext
 from views.http import ApiError, api, json_response, page, read_json_object, require_admin
 from views.replay import key_digest, remember, replay, request_key
 from views.routing import at_owner
-
-MAX_REASON = 500
 
 
 def _owner_of(withdrawal_id: str) -> str:
@@ -41,6 +40,22 @@ def _decision_event_id(verb: str, withdrawal_id: str, principal: Principal, key:
     even when Redis lost the first answer; without a key each request is a new decision."""
     suffix = uuid.uuid4().hex if key is None else key_digest(principal.user_id, key)
     return f"{verb}:{withdrawal_id}:{suffix}"
+
+
+def _reason(body: dict[str, Any]) -> str:
+    """The reason as the command parser reads it (domain/validation.py): stripped of the white
+    space around it, then 1 to 500 characters. The stripped text is the reason everywhere (the
+    command, the Idempotency-Key's fingerprint, the withdrawal's `rejection_reason`)."""
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ApiError(400, "invalid_request", "'reason' must be a string")
+    required = f"'reason' is required, 1 to {MAX_TEXT_LENGTH} characters"
+    if reason is None:
+        raise ApiError(422, "invalid_reason", required)
+    try:
+        return check_reason(reason)
+    except InvalidText as exc:
+        raise ApiError(422, "invalid_reason", f"'reason' {exc.reason}; {required}") from None
 
 
 def register(ctx: WebContext) -> None:
@@ -136,13 +151,7 @@ def register(ctx: WebContext) -> None:
                 await ctx.rate_limit(principal)
                 body = await read_json_object(request)
                 key = request_key(request)
-                reason = body.get("reason")
-                if reason is not None and not isinstance(reason, str):
-                    raise ApiError(400, "invalid_request", "'reason' must be a string")
-                if not reason or not reason.strip() or len(reason) > MAX_REASON:
-                    raise ApiError(
-                        422, "invalid_reason", f"'reason' is required, 1 to {MAX_REASON} characters"
-                    )
+                reason = _reason(body)
                 print_ = fingerprint(request.path, {"reason": reason})
                 replayed = await replay(ctx, principal, key, print_)
                 if replayed is not None:

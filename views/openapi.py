@@ -19,7 +19,7 @@ from views.http import api, page
 __all__ = ["OPENAPI_PATH", "document", "register", "render"]
 
 OPENAPI_PATH = "/openapi.json"
-API_VERSION = "0.1.0"
+API_VERSION = "0.2.0"
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -91,6 +91,7 @@ REQUEST_REFUSALS = [
     "invalid_amount",
     "unsupported_payment_method",
     "invalid_destination",
+    "too_many_open_withdrawals",
 ]
 
 EXAMPLE_ACCOUNT_ID = "fa_0123456789abcdef0123456789abcdef"
@@ -204,6 +205,7 @@ def _schemas() -> dict[str, Schema]:
                 "rejection_reason",
                 "stripe_payout_id",
                 "estimated_completion_at",
+                "reversed_total",
             ],
             {
                 "id": {"type": "string", "examples": [EXAMPLE_WITHDRAWAL_ID]},
@@ -228,6 +230,14 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "stripe_payout_id": {"type": ["string", "null"]},
                 "estimated_completion_at": _ref("NullableTimestamp"),
+                "reversed_total": {
+                    **_ref("Money"),
+                    "description": (
+                        "What Stripe has reversed of the transfer so far (cumulative; "
+                        '`"0.00"` when nothing was). A partly reversed withdrawal stays '
+                        "`completed`; one reversed in full becomes `failed`."
+                    ),
+                },
             },
             description="The same withdrawal object everywhere the API returns one.",
         ),
@@ -304,21 +314,35 @@ def _schemas() -> dict[str, Schema]:
                 "amount": {
                     "description": (
                         "A decimal string or a JSON number with at most two decimals; at least "
-                        "100.00 and at most the withdrawable amount. Anything else that is a "
-                        "string or a number is 422 `invalid_amount` (or `below_minimum`, "
-                        "`exceeds_withdrawable`); another JSON type is 400."
+                        "100.00 and at most the withdrawable amount. An exponent form, as a "
+                        'number or a string (`1.5e2`, `"2E2"`), is accepted when its value has '
+                        "at most two decimals. Anything else that is a string or a number "
+                        "(three decimals, `1e-3`, `1e400`, NaN) is 422 `invalid_amount` (or "
+                        "`below_minimum`, `exceeds_withdrawable`); another JSON type, or a "
+                        "number no decimal can hold (an exponent past 10^18), is 400."
                     ),
                     "anyOf": [
                         {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"},
+                        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]{1,3}$"},
                         {"type": "number", "minimum": 0, "multipleOf": 0.01},
                     ],
-                    "examples": ["250.00"],
+                    "examples": ["250.00", "1.5e2"],
                 },
-                "payment_method": {"type": "string", "enum": ["stripe_connect"]},
+                "payment_method": {
+                    "type": "string",
+                    "enum": ["stripe_connect"],
+                    "description": (
+                        "Another string (also one over 500 characters) is 422 "
+                        "`unsupported_payment_method`."
+                    ),
+                },
                 "destination": {
                     "type": "string",
                     "pattern": r"^acct_[A-Za-z0-9]{1,250}$",
-                    "description": "The trader's Stripe connected account.",
+                    "description": (
+                        "The trader's Stripe connected account; another string (also one over "
+                        "500 characters) is 422 `invalid_destination`."
+                    ),
                     "examples": ["acct_1Test"],
                 },
             },
@@ -331,7 +355,11 @@ def _schemas() -> dict[str, Schema]:
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 500,
-                    "description": "Required, 1 to 500 characters, not only white space.",
+                    "description": (
+                        "Required. White space around it is not part of it (it is stripped, "
+                        'here and in the withdrawal\'s `rejection_reason`: `"kyc "` is the '
+                        'reason `"kyc"`); what is left must be 1 to 500 characters.'
+                    ),
                     "examples": ["KYC documents missing"],
                 }
             },
@@ -380,13 +408,23 @@ def _err(description: str, codes: list[str] | None = None, retry: bool = False) 
 def _shared_responses() -> dict[str, Schema]:
     return {
         "Unauthorized": _err(
-            "Missing, malformed, badly signed or expired token.", ["unauthorized"]
+            "Missing, malformed, badly signed or expired token; an `exp` that is not a number; "
+            "a `sub` that is empty, padded with white space, over 200 characters or holds NUL "
+            "or a lone surrogate (the message says which).",
+            ["unauthorized"],
         ),
         "Forbidden": _err("The token has no `admin` role.", ["forbidden"]),
         "InvalidRequest": _err(
-            "Malformed JSON (or nested too deeply), not a JSON object, a field of the wrong JSON "
-            "type, or an `Idempotency-Key` that is not UTF-8.",
+            "Malformed JSON, nesting deeper than 32 levels, not a JSON object, a field of the "
+            "wrong JSON type, a number no decimal can hold, a string anywhere in the body (keys "
+            "too) holding NUL (`\\u0000`) or a lone UTF-16 surrogate (`\\ud800`), or an "
+            "`Idempotency-Key` that is not UTF-8 text or holds NUL; also a command the account "
+            "could not take at all. Nothing was done.",
             ["invalid_request"],
+        ),
+        "PayloadTooLarge": _err(
+            "The request body is over 1 MiB (1,048,576 bytes). Nothing was done.",
+            ["payload_too_large"],
         ),
         "RateLimited": _err(
             "Past the caller's budget of POST requests per minute.", ["rate_limited"], retry=True
@@ -491,6 +529,11 @@ def _paths() -> dict[str, Schema]:
                 "operationId": "getFundedAccount",
                 "tags": ["accounts"],
                 "summary": "One account, as of the last trade event applied (any worker).",
+                "description": (
+                    "The caller's own account; another user's is 404. Admin exception: a "
+                    "token with the `admin` role reads any account here (support needs it), "
+                    "but changes none through the trader routes."
+                ),
                 "responses": {
                     "200": _json(_ref("AccountDetail"), "The account."),
                     "401": _use("Unauthorized"),
@@ -505,6 +548,11 @@ def _paths() -> dict[str, Schema]:
                 "operationId": "listAccountWithdrawals",
                 "tags": ["withdrawals"],
                 "summary": "The account's withdrawals, newest `requested_at` first.",
+                "description": (
+                    "The caller's own account; another user's is 404. Admin exception: a "
+                    "token with the `admin` role reads any account's withdrawals here "
+                    "(support needs it), but requests none for another user."
+                ),
                 "responses": {
                     "200": _json(_ref("WithdrawalList"), "The withdrawals."),
                     "401": _use("Unauthorized"),
@@ -540,11 +588,16 @@ def _paths() -> dict[str, Schema]:
                     "404": ACCOUNT_NOT_FOUND,
                     "409": _err(
                         "This Idempotency-Key was used with another request (another amount, "
-                        "payment method, destination or route).",
+                        "payment method, destination or route); also when Redis has lost the "
+                        "first answer: the key still names the first withdrawal, and a body "
+                        "that differs from it is refused.",
                         ["idempotency_key_reused"],
                     ),
+                    "413": _use("PayloadTooLarge"),
                     "422": _err(
-                        "Refused; the code names the first rule that failed. Nothing changed.",
+                        "Refused; the code names the first rule that failed. Nothing changed. "
+                        "`too_many_open_withdrawals`: the account already has as many pending "
+                        "and approved withdrawals as it may have at once.",
                         REQUEST_REFUSALS,
                     ),
                     "429": _use("RateLimited"),
@@ -594,6 +647,7 @@ def _paths() -> dict[str, Schema]:
                     "403": _use("Forbidden"),
                     "404": WITHDRAWAL_NOT_FOUND,
                     "409": _not_pending_or_reused("route or withdrawal"),
+                    "413": _use("PayloadTooLarge"),
                     "429": _use("RateLimited"),
                     "503": _use("Unavailable"),
                 },
@@ -623,8 +677,10 @@ def _paths() -> dict[str, Schema]:
                     "403": _use("Forbidden"),
                     "404": WITHDRAWAL_NOT_FOUND,
                     "409": _not_pending_or_reused("reason, route or withdrawal"),
+                    "413": _use("PayloadTooLarge"),
                     "422": _err(
-                        "`reason` missing, empty, only white space or over 500 characters.",
+                        "`reason` missing, empty, only white space, or over 500 characters "
+                        "once the white space around it is stripped.",
                         ["invalid_reason"],
                     ),
                     "429": _use("RateLimited"),
@@ -656,10 +712,13 @@ def _paths() -> dict[str, Schema]:
                         _ref("WebhookAnswer"), "Received (`handled` is false for ignored events)."
                     ),
                     "400": _err(
-                        "The signature is missing, malformed or does not match the payload, or "
-                        "the body is not UTF-8.",
-                        ["invalid_signature"],
+                        "`invalid_signature`: the signature is missing, malformed or does not "
+                        "match the payload, or the body is not UTF-8. `invalid_request`: a "
+                        "signed payload holding NUL or a lone surrogate in a string, or nested "
+                        "too deeply.",
+                        ["invalid_signature", "invalid_request"],
                     ),
+                    "413": _use("PayloadTooLarge"),
                     "503": _err(
                         "`webhooks_disabled`: `STRIPE_WEBHOOK_SECRET` is not set. "
                         "`unavailable`: the broker did not take the event in time; Stripe "
@@ -734,7 +793,17 @@ def document() -> dict[str, Any]:
                 "withdrawals of the trader's share of the profit, admin review. Any worker "
                 "answers any request. Money is a decimal string with two decimals "
                 '(`"1250.50"`), ratios are decimal strings, timestamps RFC 3339 in UTC. Errors '
-                'are `{"error": {"code": "...", "message": "..."}}`.'
+                'are `{"error": {"code": "...", "message": "..."}}`.\n\n'
+                "Changes in 0.2.0: a body over 1 MiB is 413 `payload_too_large` on every POST "
+                "route; a string holding NUL or a lone surrogate anywhere in a body is 400 "
+                "`invalid_request`; amounts accept exponent forms whose value has at most two "
+                "decimals; the token's `exp` must be a number and its `sub` an id of at most "
+                "200 characters without padding (else 401); `destination` and `payment_method` "
+                "over 500 characters are 422 at once; a rejection reason is stripped of the "
+                "white space around it; the withdrawal object gains `reversed_total`; a "
+                "withdrawal request may be refused with 422 `too_many_open_withdrawals`; 409 "
+                "`idempotency_key_reused` also when the first answer was lost and the body "
+                "differs."
             ),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
@@ -753,8 +822,10 @@ def document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": (
-                        "`sub` is the user id, `roles` a list of strings (admin routes need "
-                        '`"admin"`), `exp` required. HS256 with `JWT_SECRET` or RS256 with '
+                        "`sub` is the user id (1 to 200 characters, no white space around it, "
+                        "no NUL or lone surrogate), `roles` a list of strings (admin routes need "
+                        '`"admin"`), `exp` required and a JSON number (seconds since the epoch; '
+                        "a string is refused). HS256 with `JWT_SECRET` or RS256 with "
                         "`JWT_PUBLIC_KEY`."
                     ),
                 }

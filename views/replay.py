@@ -15,6 +15,7 @@ from aiohttp import web
 
 from app.auth import Principal
 from app.idempotency import StoredAnswer
+from domain.validation import poison_in
 from views.context import WebContext
 from views.http import ApiError, json_response
 
@@ -23,18 +24,10 @@ HEADER = "Idempotency-Key"
 
 def request_key(request: web.Request) -> str | None:
     key = request.headers.get(HEADER)
-    if key is not None and not _is_utf8(key):
-        raise ApiError(400, "invalid_request", f"'{HEADER}' must be UTF-8 text")
+    # Header bytes that are not UTF-8 reach us as surrogate escapes: a lone surrogate here.
+    if key is not None and poison_in(key) is not None:
+        raise ApiError(400, "invalid_request", f"'{HEADER}' must be UTF-8 text without NUL")
     return key
-
-
-def _is_utf8(text: str) -> bool:
-    """False for header text aiohttp decoded with surrogate escapes (bytes that are not UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def key_reused() -> ApiError:

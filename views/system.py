@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ import stripe
 from aiohttp import web
 from faust.web import View
 
-from app.codec import dumps
+from app.codec import WireError, dumps, loads_object
 from app.topics import ACCOUNT_COMMANDS
 from domain.events import ReverseTransfer
 from domain.ids import account_of_withdrawal
@@ -168,8 +167,15 @@ def register(ctx: WebContext) -> None:
                 )
             except (stripe.SignatureVerificationError, ValueError) as exc:
                 raise ApiError(400, "invalid_signature", f"webhook refused: {exc}") from None
-            # Fields are read from the verified payload itself, not Stripe's object wrapper.
-            raw: dict[str, Any] = json.loads(payload)
+            except RecursionError:
+                # Stripe parses only after the signature matched: a signed payload, too deep.
+                raise ApiError(400, "invalid_request", "webhook payload too deep") from None
+            # Fields are read from the verified payload itself, not Stripe's object wrapper, and
+            # through the codec every input goes through (NUL, lone surrogates: 400).
+            try:
+                raw: dict[str, Any] = loads_object(payload)
+            except WireError as exc:
+                raise ApiError(400, "invalid_request", f"webhook payload refused: {exc}") from None
             if raw.get("type") != "transfer.reversed":
                 return json_response({"received": True, "handled": False})
             transfer: dict[str, Any] = (raw.get("data") or {}).get("object") or {}

@@ -369,7 +369,8 @@ async def test_every_refusal_code(http: Http, kafka: Kafka) -> None:
         (withdraw_body("8000.01"), 422, "exceeds_withdrawable"),
         (withdraw_body("100.001"), 422, "invalid_amount"),
         (withdraw_body("NaN"), 422, "invalid_amount"),
-        (withdraw_body("1e5"), 422, "invalid_amount"),
+        (withdraw_body("1e-3"), 422, "invalid_amount"),
+        (withdraw_body("1e5"), 422, "exceeds_withdrawable"),  # an exponent form is an amount
         (
             {**withdraw_body("200.00"), "payment_method": "paypal"},
             422,

@@ -110,3 +110,31 @@ def test_money_and_timestamps_follow_the_contract() -> None:
     assert ts.match("2026-11-23T10:00:00Z") and ts.match("2026-11-23T10:00:00.250000Z")
     assert not ts.match("2026-11-23T10:00:00+01:00")
     assert re.compile(schemas["Ratio"]["pattern"]).match("0.8000")
+
+
+def _codes(doc: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    schema = _resolve(doc, response)["content"]["application/json"]["schema"]
+    return list(schema["properties"]["error"]["properties"]["code"]["enum"])
+
+
+def test_what_api_users_must_know_of_the_input_hardening() -> None:
+    doc = document()
+    for method, path, op in _operations(doc):
+        if method == "post":
+            assert _codes(doc, op["responses"]["413"]) == ["payload_too_large"], path
+    withdraw = doc["paths"]["/funded-accounts/{account_id}/withdraw"]["post"]["responses"]
+    assert "too_many_open_withdrawals" in _codes(doc, withdraw["422"])
+    assert "Redis has lost the first answer" in withdraw["409"]["description"]
+    withdrawal = doc["components"]["schemas"]["Withdrawal"]
+    assert "reversed_total" in withdrawal["required"]
+    assert "stays `completed`" in withdrawal["properties"]["reversed_total"]["description"]
+    invalid = doc["components"]["responses"]["InvalidRequest"]["description"]
+    assert "NUL" in invalid and "lone UTF-16 surrogate" in invalid
+    assert "JSON number" in doc["components"]["securitySchemes"]["bearerAuth"]["description"]
+    for path in ("/funded-accounts/{account_id}", "/funded-accounts/{account_id}/withdrawals"):
+        assert "Admin exception" in doc["paths"][path]["get"]["description"], path
+    amount = doc["components"]["schemas"]["WithdrawRequest"]["properties"]["amount"]
+    import re
+
+    exponent = next(a for a in amount["anyOf"] if "eE" in a.get("pattern", ""))
+    assert re.match(exponent["pattern"], "1.5e2") and re.match(exponent["pattern"], "2E+2")

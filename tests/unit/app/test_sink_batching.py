@@ -694,3 +694,13 @@ def test_reconcile_compares_a_withdrawals_reversed_total() -> None:
     (diff,) = compare({story.account_id: story.state}, db)
     assert diff.table == "withdrawals" and diff.row_id == wid
     assert diff.detail == "reversed_total: database 12.34, tables 0.00"
+
+
+def test_text_that_cannot_be_encoded_is_the_records_content_not_an_outage() -> None:
+    from app.sink_db import refused_reason
+
+    try:
+        "\ud800".encode()
+    except UnicodeEncodeError as exc:
+        assert refused_reason(exc) is not None
+    assert refused_reason(OSError("connection refused")) is None

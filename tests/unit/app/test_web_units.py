@@ -45,6 +45,41 @@ def test_bad_tokens_are_refused(header: str | None) -> None:
         _verifier().verify(header)
 
 
+def _exp() -> float:
+    return time.time() + 60
+
+
+@pytest.mark.parametrize(
+    ("claims", "why"),
+    [
+        ({"sub": "u1", "exp": str(int(time.time()) + 3600)}, "'exp' must be a number"),
+        ({"sub": "u1", "exp": f"{time.time() + 3600:.3f}"}, "exp"),
+        ({"sub": " u1", "exp": _exp()}, "'sub' must be a non-empty string without padding"),
+        ({"sub": "u1 ", "exp": _exp()}, "'sub' must be a non-empty string without padding"),
+        ({"sub": "", "exp": _exp()}, "sub"),
+        ({"sub": "u" * 201, "exp": _exp()}, "'sub' is longer than 200 characters"),
+        ({"sub": "u1\x00", "exp": _exp()}, "'sub' holds NUL"),
+        ({"sub": "u1\ud800", "exp": _exp()}, "'sub' holds a lone surrogate"),
+        ({"sub": "u1", "roles": ["admin\x00"], "exp": _exp()}, "role holds NUL"),
+        ({"sub": "u1", "roles": ["\udfff"], "exp": _exp()}, "role holds a lone surrogate"),
+    ],
+)
+def test_claims_the_domain_would_refuse_are_refused_with_the_reason(
+    claims: dict[str, object], why: str
+) -> None:
+    with pytest.raises(Unauthorized, match=why):
+        _verifier().verify(_token(claims))
+
+
+def test_exp_may_be_an_int_or_a_float_and_sub_up_to_200_characters() -> None:
+    verifier = _verifier()
+    assert verifier.verify(_token({"sub": "u1", "exp": int(time.time()) + 60})).user_id == "u1"
+    assert verifier.verify(_token({"sub": "u1", "exp": time.time() + 60.5})).user_id == "u1"
+    assert verifier.verify(_token({"sub": "u" * 200, "exp": _exp()})).user_id == "u" * 200
+    with pytest.raises(Unauthorized):
+        verifier.verify(_token({"sub": "u1", "exp": True}))
+
+
 def test_verifier_needs_a_key() -> None:
     with pytest.raises(ValueError):
         TokenVerifier(Settings.from_env({}))

@@ -1,14 +1,17 @@
+import time
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 
+from app.codec import WireError, loads_object
 from domain.money import (
     InvalidAmount,
     InvalidNumber,
     format_cents,
     format_decimal,
     format_ratio,
+    json_number,
     parse_money,
     parse_price,
     parse_quantity,
@@ -53,8 +56,6 @@ def test_valid_money(value: object, cents: int) -> None:
         "250.00 ",
         "1.005",
         "250.500",
-        "1e3",
-        "1E3",
         "NaN",
         "nan",
         "Infinity",
@@ -79,7 +80,6 @@ def test_valid_money(value: object, cents: int) -> None:
         Decimal("NaN"),
         Decimal("sNaN"),
         Decimal("Infinity"),
-        Decimal("1E+3"),
         Decimal("1.005"),
         Decimal("1" + "0" * 30),
         float("nan"),
@@ -101,8 +101,8 @@ def test_invalid_money_reasons_say_why() -> None:
         parse_money(Decimal("1.005"))
     with pytest.raises(InvalidAmount, match="at most two decimals"):
         parse_money("1.005")
-    with pytest.raises(InvalidAmount, match="exponent"):
-        parse_money(Decimal("1E+3"))
+    with pytest.raises(InvalidAmount, match="range"):
+        parse_money(Decimal("1E+400"))
     with pytest.raises(InvalidAmount, match="finite"):
         parse_money(Decimal("NaN"))
     with pytest.raises(InvalidAmount, match="boolean"):
@@ -111,6 +111,82 @@ def test_invalid_money_reasons_say_why() -> None:
         parse_money("")
     with pytest.raises(InvalidAmount, match="range"):
         parse_money(10**14)
+
+
+# Exponent forms (CONTRACT section 2): valid when the value has at most two decimals, as a
+# string or as a JSON number (through the codec, as every input is read). None: refused.
+EXPONENT_CASES: list[tuple[str, int | None]] = [
+    ("1e2", 100_00),
+    ("1E2", 100_00),
+    ("1e+2", 100_00),
+    ("1.5e1", 15_00),
+    ("1.50e1", 15_00),
+    ("1.5000e1", 15_00),  # trailing zeros of an exponent form are not decimals
+    ("1E-2", 1),
+    ("25e-1", 2_50),
+    ("1.2345e2", 123_45),
+    ("100e-4", 1),
+    ("-9e2", -900_00),
+    ("0e0", 0),
+    ("0e999", 0),
+    ("2.5e3", 2500_00),
+    ("9.9999999999999e13", 10**16 - 100),  # the largest whole amount below the bound
+    ("9.99999999999999e13", 10**16 - 10),
+    ("1e-3", None),  # three decimals
+    ("1.23456e2", None),
+    ("1.005e0", None),
+    ("1e14", None),  # beyond NUMERIC(18,2) as this system bounds it (below 10^14)
+    ("-1e14", None),
+    ("1e400", None),
+    ("1e-400", None),
+    ("1e999999999999999999", None),  # absurd exponents: refused at once, never computed
+    ("1e-999999999999999999", None),
+]
+
+
+@pytest.mark.parametrize(("text", "cents"), EXPONENT_CASES)
+def test_exponent_amounts_as_strings(text: str, cents: int | None) -> None:
+    if cents is None:
+        with pytest.raises(InvalidAmount):
+            parse_money(text)
+    else:
+        assert parse_money(text) == cents
+
+
+@pytest.mark.parametrize(("text", "cents"), EXPONENT_CASES)
+def test_exponent_amounts_as_json_numbers(text: str, cents: int | None) -> None:
+    value = loads_object('{"amount": ' + text + "}")["amount"]
+    if cents is None:
+        with pytest.raises(InvalidAmount):
+            parse_money(value)
+    else:
+        assert parse_money(value) == cents
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1e" + "9" * 30,  # an exponent no Decimal holds
+        "1e-" + "9" * 30,
+        "1e" + "9" * 100_000,  # past int()'s digit limit too
+    ],
+)
+def test_exponents_past_any_decimal_are_refused_fast(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(InvalidAmount):
+        parse_money(text)  # over 40 characters or out of range: an amount error either way
+    with pytest.raises(WireError, match="out of range"):
+        loads_object('{"amount": ' + text + "}")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_plain_numbers_keep_their_written_decimals() -> None:
+    # Only an exponent form is read by its value: a plain 250.500 still has three decimals.
+    assert json_number("250.500") == Decimal("250.500")
+    with pytest.raises(InvalidAmount, match="more than two decimals"):
+        parse_money(loads_object('{"amount": 250.500}')["amount"])
+    assert json_number("1.50e1") == Decimal(15)
+    assert json_number("1e2").as_tuple().exponent == 2
 
 
 @pytest.mark.parametrize(
