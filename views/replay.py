@@ -57,8 +57,18 @@ async def remember(
     status: int,
     answer: dict[str, Any],
 ) -> None:
-    if key is not None:
-        await ctx.idempotency.put(principal.user_id, key, StoredAnswer(print_, status, answer))
+    """Keep `answer` as the key's first answer. Two answers are not the key's to keep: a 5xx
+    (nothing was decided, a retry may be) and `idempotency_key_reused` (the agent found the
+    key's first request under it; storing this one would make that request's repeat a 409)."""
+    if key is None or status >= 500 or _code(answer) == "idempotency_key_reused":
+        return
+    await ctx.idempotency.put(principal.user_id, key, StoredAnswer(print_, status, answer))
+
+
+def _code(answer: dict[str, Any]) -> str | None:
+    error = answer.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def key_digest(user_id: str, key: str) -> str:
