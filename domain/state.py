@@ -122,7 +122,7 @@ def _settled_order(w: Withdrawal) -> tuple[datetime, datetime, str]:
 # Open positions: a `position_opened` past this goes to the dead-letter topic.
 MAX_OPEN_POSITIONS = 200
 # Withdrawals in flight (pending or approved): a request past this is refused.
-MAX_OPEN_WITHDRAWALS = 10
+MAX_OPEN_WITHDRAWALS = 20
 # Settled withdrawals kept in the value after they settle (newest first out of it); older ones
 # live in the withdrawal archive table (for reversals) and PostgreSQL (for the list route).
 RECENT_SETTLED = 8
