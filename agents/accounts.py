@@ -40,7 +40,7 @@ from domain.events import Command, InvalidEvent, TradeEvent, parse_command, pars
 from domain.money import format_cents
 from domain.policy import Refusal
 from domain.snapshots import snapshot, withdrawal_ids_in
-from domain.withdrawals import APPROVED, Withdrawal
+from domain.withdrawals import APPROVED, Withdrawal, archive_entry, read_archive_entry
 from tables.accounts import (
     OUTBOX_LIMIT,
     applied_key,
@@ -131,7 +131,7 @@ class TableMemory:
 
     def archived(self, withdrawal_id: str) -> Withdrawal | None:
         value = self.archive.data.get(withdrawal_id)
-        return None if value is None else Withdrawal.from_dict(value)
+        return None if value is None else read_archive_entry(value)[1]
 
 
 def invalid_request(reason: str) -> Outcome:
@@ -244,7 +244,7 @@ class AccountProcessor:
             if outcome.remember is not None:
                 self.applied[applied_key(account_id, item.event_id)] = outcome.remember.to_wire()
             for w in outcome.archive:
-                self.archive[w.withdrawal_id] = w.to_dict()
+                self.archive[w.withdrawal_id] = archive_entry(account_id, w)
             if outcome.facts:
                 outbox.append([item.event_id, source, outcome.facts])
             offsets[partition] = msg.offset

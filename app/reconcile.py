@@ -46,7 +46,10 @@ from domain.ids import account_of_withdrawal
 from domain.snapshots import snapshot
 from domain.state import AccountState
 from domain.timestamps import format_ts
-from domain.withdrawals import Withdrawal
+from domain.withdrawals import Withdrawal, read_archive_entry
+
+# An archived withdrawal and its account (None in entries older than the account field).
+Archived = tuple[str | None, Withdrawal]
 
 __all__ = [
     "Difference",
@@ -119,15 +122,15 @@ def _column_differences(
 
 
 def expected_rows(
-    states: Mapping[str, AccountState], archived: Mapping[str, Withdrawal] | None = None
+    states: Mapping[str, AccountState], archived: Mapping[str, Archived] | None = None
 ) -> tuple[Expected, list[Difference]]:
     """The rows the sink should have written for each account (the newest snapshot of it),
     with its settled withdrawals that left the value for the archive (`archived`, by id)."""
     out = Expected()
     problems = []
     by_account: dict[str, list[Withdrawal]] = {}
-    for wid, w in (archived or {}).items():
-        owner = account_of_withdrawal(wid)
+    for wid, (owner_kept, w) in (archived or {}).items():
+        owner = owner_kept or account_of_withdrawal(wid)
         if owner is not None:
             by_account.setdefault(owner, []).append(w)
     for account_id, state in states.items():
@@ -150,7 +153,7 @@ def expected_rows(
 def compare(
     states: Mapping[str, AccountState],
     database: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    archived: Mapping[str, Withdrawal] | None = None,
+    archived: Mapping[str, Archived] | None = None,
 ) -> list[Difference]:
     """Differences between the tables' accounts and the database rows.
 
@@ -257,12 +260,12 @@ def parse_accounts(values: Mapping[str, bytes]) -> tuple[dict[str, AccountState]
 
 def parse_archive(
     values: Mapping[str, bytes],
-) -> tuple[dict[str, Withdrawal], list[Difference]]:
-    archived: dict[str, Withdrawal] = {}
+) -> tuple[dict[str, Archived], list[Difference]]:
+    archived: dict[str, Archived] = {}
     problems = []
     for key, raw in values.items():
         try:
-            archived[key] = Withdrawal.from_dict(loads_object(raw))
+            archived[key] = read_archive_entry(loads_object(raw))
         except (WireError, KeyError, TypeError, ValueError) as exc:
             problems.append(Difference("tables", key, f"unreadable archived withdrawal: {exc}"))
     return archived, problems

@@ -231,3 +231,15 @@ def transition(withdrawal: Withdrawal, target: str, **changes: Any) -> Withdrawa
     if target not in TRANSITIONS[withdrawal.status]:
         raise IllegalTransition(withdrawal.withdrawal_id, withdrawal.status, target)
     return replace(withdrawal, status=target, **changes)
+
+
+def archive_entry(account_id: str, w: Withdrawal) -> dict[str, Any]:
+    """The archive's value for a settled withdrawal: the withdrawal and its account (a
+    withdrawal id does not always name its account: ids from the command stream are free)."""
+    return {**w.to_dict(), "account_id": account_id}
+
+
+def read_archive_entry(value: dict[str, Any]) -> tuple[str | None, Withdrawal]:
+    """The account (None in entries written before it was kept) and the withdrawal."""
+    owner = value.get("account_id")
+    return (owner if isinstance(owner, str) else None), Withdrawal.from_dict(value)
