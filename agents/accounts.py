@@ -25,6 +25,7 @@ import faust
 
 from agents.dead_letters import send_dead_letter
 from app.codec import WireError, dumps, loads_object
+from app.durable import send_durable
 from app.faust_app import FundedFlow
 from app.topics import (
     ACCOUNT_COMMANDS,
@@ -43,7 +44,7 @@ from domain.snapshots import snapshot, withdrawal_ids_in
 from domain.withdrawals import APPROVED, Withdrawal, archive_entry, read_archive_entry
 from tables.accounts import (
     OUTBOX_LIMIT,
-    applied_key,
+    account_key,
     dump,
     legacy_ids,
     load,
@@ -126,11 +127,11 @@ class TableMemory:
         self.archive = archive
 
     def seen(self, account_id: str, event_id: str) -> Remembered | None:
-        value = self.applied.data.get(applied_key(account_id, event_id))
+        value = self.applied.data.get(account_key(account_id, event_id))
         return None if value is None else Remembered.from_wire(value)
 
-    def archived(self, withdrawal_id: str) -> Withdrawal | None:
-        value = self.archive.data.get(withdrawal_id)
+    def archived(self, account_id: str, withdrawal_id: str) -> Withdrawal | None:
+        value = self.archive.data.get(account_key(account_id, withdrawal_id))
         return None if value is None else read_archive_entry(value)[1]
 
 
@@ -166,17 +167,17 @@ class AccountProcessor:
     ) -> None:
         key = account_id.encode()
         for fact in facts:
-            await self.ff.topic(fact["type"]).send(key=key, value=dumps(fact), force=True)
+            await send_durable(self.ff.topic(fact["type"]), key=key, value=dumps(fact))
             self.facts_published[fact["type"]] += 1
         if state is None:
             return
         for req in payout_requests(state, facts):
-            await self.ff.topic(PAYOUT_REQUESTS).send(key=key, value=dumps(req), force=True)
+            await send_durable(self.ff.topic(PAYOUT_REQUESTS), key=key, value=dumps(req))
         # Also for a duplicate: if the first pass died before its snapshot was sent, the
         # database would otherwise keep an old row until the account's next change. Rows only
         # take newer versions, so an extra snapshot is harmless.
         snap = snapshot(state, withdrawal_ids_in(facts), archived or [])
-        await self.ff.topic(ACCOUNT_SNAPSHOTS).send(key=key, value=dumps(snap), force=True)
+        await send_durable(self.ff.topic(ACCOUNT_SNAPSHOTS), key=key, value=dumps(snap))
 
     def resolve(self, event_id: str | None, outcome: Outcome) -> None:
         for waiter in self.waiters.pop(event_id, []) if event_id else []:
@@ -219,7 +220,7 @@ class AccountProcessor:
         offsets = load_offsets(raw)
         for legacy_id, refusal in legacy_ids(raw):
             # A value of the old format kept its applied ids inside: they move out once.
-            self.applied[applied_key(account_id, legacy_id)] = Remembered(refusal).to_wire()
+            self.applied[account_key(account_id, legacy_id)] = Remembered(refusal).to_wire()
         partition = f"{msg.topic}:{msg.partition}"
         source = f"{partition}:{msg.offset}"
         outcome = self.apply(state, item, msg.offset <= offsets.get(partition, -1))
@@ -242,9 +243,11 @@ class AccountProcessor:
         elif outcome.changed and outcome.state is not None:
             # The id and the archive first, then the value that relies on them.
             if outcome.remember is not None:
-                self.applied[applied_key(account_id, item.event_id)] = outcome.remember.to_wire()
+                self.applied[account_key(account_id, item.event_id)] = outcome.remember.to_wire()
             for w in outcome.archive:
-                self.archive[w.withdrawal_id] = archive_entry(account_id, w)
+                self.archive[account_key(account_id, w.withdrawal_id)] = archive_entry(
+                    account_id, w
+                )
             if outcome.facts:
                 outbox.append([item.event_id, source, outcome.facts])
             offsets[partition] = msg.offset
@@ -266,7 +269,7 @@ class AccountProcessor:
             return step(state, item, self.memory)
         seen = self.memory.seen(state.account_id, item.event_id) or Remembered()
         wid = getattr(item, "withdrawal_id", None)
-        archived = self.memory.archived(wid) if isinstance(wid, str) else None
+        archived = self.memory.archived(state.account_id, wid) if isinstance(wid, str) else None
         return handle(state, item, seen=seen, archived=archived)
 
     async def ask_payouts_again(self) -> None:

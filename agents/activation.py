@@ -12,6 +12,7 @@ import faust
 
 from agents.dead_letters import send_dead_letter
 from app.codec import WireError, dumps, loads_object
+from app.durable import send_durable
 from app.faust_app import FundedFlow
 from app.topics import ACCOUNT_COMMANDS, ASSESSMENT_COMPLETED
 from domain.events import InvalidEvent, activation_for, parse_assessment
@@ -43,4 +44,4 @@ def register(ff: FundedFlow) -> None:
             if cmd is None:
                 continue  # failed, or passed without completed_at: no account
             account_id = cmd.account_id
-            await commands.send(key=account_id.encode(), value=dumps(cmd.to_wire()), force=True)
+            await send_durable(commands, key=account_id.encode(), value=dumps(cmd.to_wire()))

@@ -6,6 +6,7 @@ import logging
 
 import faust
 
+from app.durable import send_durable
 from app.faust_app import FundedFlow
 from app.topics import dlq
 
@@ -21,7 +22,8 @@ async def send_dead_letter(
     # The reason may quote the input (an id, a parser's message): bounded, and always UTF-8.
     reason = reason[:MAX_REASON_CHARS]
     log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-    await ff.topic(dlq(base_topic)).send(
+    await send_durable(
+        ff.topic(dlq(base_topic)),
         key=msg.key,
         value=msg.value if msg.value is not None else b"",
         headers=[
@@ -30,7 +32,6 @@ async def send_dead_letter(
             ("source-partition", str(msg.partition).encode()),
             ("source-offset", str(msg.offset).encode()),
         ],
-        force=True,
     )
     ff.extras.setdefault("dead_letters", {}).setdefault(base_topic, 0)
     ff.extras["dead_letters"][base_topic] += 1

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import faust
 
 from app.codec import WireError, dumps, loads_object
+from app.durable import send_durable
 from app.faust_app import FundedFlow
 from app.stripe_payouts import (
     PayoutGateway,
@@ -97,8 +98,8 @@ def register(ff: FundedFlow) -> None:
             result = sent_results.get(wid) or await pay(gateway, req)
             if result is None:
                 # Stripe kept failing: queue the request behind the others and go on.
-                await ff.topic(PAYOUT_REQUESTS).send(
-                    key=event.message.key, value=event.message.value, force=True
+                await send_durable(
+                    ff.topic(PAYOUT_REQUESTS), key=event.message.key, value=event.message.value
                 )
                 continue
             now = datetime.now(UTC)
@@ -122,7 +123,7 @@ def register(ff: FundedFlow) -> None:
                     at=now,
                 )
             sent_results[wid] = result
-            await commands.send(key=account_id.encode(), value=dumps(cmd.to_wire()), force=True)
+            await send_durable(commands, key=account_id.encode(), value=dumps(cmd.to_wire()))
 
     @ff.app.agent(ff.topic(PAYOUT_REQUESTS), name="payouts")
     async def payouts(stream: faust.StreamT[bytes]) -> None:

@@ -79,8 +79,10 @@ def create_faust_app(settings: Settings) -> faust.App:
 def build_app(settings: Settings) -> FundedFlow:
     import views
     from agents import accounts, activation, payouts, sink, tiers
+    from app import durable
     from tables import accounts as account_tables
 
+    durable.install()  # before any agent runs: no commit passes an undelivered record
     names = TopicNames(settings.topic_prefix)
     app = create_faust_app(settings)
     ff = FundedFlow(app=app, settings=settings, names=names)

@@ -125,12 +125,13 @@ def expected_rows(
     states: Mapping[str, AccountState], archived: Mapping[str, Archived] | None = None
 ) -> tuple[Expected, list[Difference]]:
     """The rows the sink should have written for each account (the newest snapshot of it),
-    with its settled withdrawals that left the value for the archive (`archived`, by id)."""
+    with its settled withdrawals that left the value for the archive (`archived`, by its key)."""
     out = Expected()
     problems = []
     by_account: dict[str, list[Withdrawal]] = {}
-    for wid, (owner_kept, w) in (archived or {}).items():
-        owner = owner_kept or account_of_withdrawal(wid)
+    for key, (owner_kept, w) in (archived or {}).items():
+        # The archive's key is `account_id/withdrawal_id` (tables/accounts.py: account_key).
+        owner = owner_kept or key.partition("/")[0] or account_of_withdrawal(w.withdrawal_id)
         if owner is not None:
             by_account.setdefault(owner, []).append(w)
     for account_id, state in states.items():

@@ -222,7 +222,7 @@ class Memory(Protocol):
 
     def seen(self, account_id: str, event_id: str) -> Remembered | None: ...
 
-    def archived(self, withdrawal_id: str) -> Withdrawal | None: ...
+    def archived(self, account_id: str, withdrawal_id: str) -> Withdrawal | None: ...
 
 
 @dataclass
@@ -230,19 +230,23 @@ class DictMemory:
     """A `Memory` in plain dicts (the tests' replay; the agent keeps the same in tables)."""
 
     ids: dict[tuple[str, str], Remembered] = field(default_factory=dict)
-    withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
+    withdrawals: dict[tuple[str, str], Withdrawal] = field(default_factory=dict)
 
     def seen(self, account_id: str, event_id: str) -> Remembered | None:
         return self.ids.get((account_id, event_id))
 
-    def archived(self, withdrawal_id: str) -> Withdrawal | None:
-        return self.withdrawals.get(withdrawal_id)
+    def archived(self, account_id: str, withdrawal_id: str) -> Withdrawal | None:
+        return self.withdrawals.get((account_id, withdrawal_id))
+
+    def settled(self, account_id: str) -> dict[str, Withdrawal]:
+        """The account's archived withdrawals, by withdrawal id."""
+        return {wid: w for (acct, wid), w in self.withdrawals.items() if acct == account_id}
 
     def record(self, message: Command | TradeEvent, outcome: Outcome) -> None:
         if outcome.changed and outcome.remember is not None:
             self.ids[(message.account_id, message.event_id)] = outcome.remember
         for w in outcome.archive:
-            self.withdrawals[w.withdrawal_id] = w
+            self.withdrawals[(message.account_id, w.withdrawal_id)] = w
 
 
 def step(state: AccountState | None, message: Command | TradeEvent, memory: Memory) -> Outcome:
@@ -256,7 +260,7 @@ def step(state: AccountState | None, message: Command | TradeEvent, memory: Memo
     withdrawal_id = getattr(message, "withdrawal_id", None)
     if state is not None and isinstance(withdrawal_id, str):
         if withdrawal_id not in state.withdrawals:
-            archived = memory.archived(withdrawal_id)
+            archived = memory.archived(message.account_id, withdrawal_id)
     return handle(state, message, seen=seen, archived=archived)
 
 

@@ -18,7 +18,8 @@
 `Remembered` entry): a producer's redelivery at a new offset is recognised however long ago the
 first delivery was, and nothing an outside party sends can evict an entry (hardening defect 2:
 the old 10,000-slot window inside the value could be flushed by refused requests).
-`withdrawal-archive` keeps each settled withdrawal once it leaves the value (a late
+`withdrawal-archive` keeps each settled withdrawal once it leaves the value (key
+`account_id/withdrawal_id`) (a late
 `transfer.reversed` still finds it); PostgreSQL has them for the list route.
 
 Both are written while the account's input is processed, so Faust sends their changelog
@@ -73,8 +74,10 @@ def rocksdb_options() -> dict[str, int]:
     }
 
 
-def applied_key(account_id: str, event_id: str) -> str:
-    return f"{account_id}/{event_id}"
+def account_key(account_id: str, item_id: str) -> str:
+    """The key of an account's entry in `applied-ids` (an event id) or `withdrawal-archive` (a
+    withdrawal id): ids are the producer's or the caller's, so only the pair is unique."""
+    return f"{account_id}/{item_id}"
 
 
 def load(value: dict[str, Any] | None) -> tuple[AccountState | None, Outbox]:

@@ -17,7 +17,7 @@ from app.idempotency import IdempotencyStore
 from app.ratelimit import RateLimiter
 from app.topics import WITHDRAWAL_ARCHIVE_TABLE
 from domain.state import AccountState
-from tables.accounts import load
+from tables.accounts import account_key, load
 from views.http import ApiError, unavailable
 
 
@@ -55,7 +55,8 @@ class WebContext:
             return False
         if withdrawal_id in state.withdrawals:
             return True
-        return self.ff.extras[WITHDRAWAL_ARCHIVE_TABLE].get(withdrawal_id) is not None
+        archive = self.ff.extras[WITHDRAWAL_ARCHIVE_TABLE]
+        return archive.get(account_key(account_id, withdrawal_id)) is not None
 
     def visible_account(
         self, account_id: str, principal: Principal, admin_may_read: bool = False

@@ -309,7 +309,9 @@ def replay(script: Script, applied_ids: list[str], completed: Completed) -> Expe
             dead.append(inp.event_id)
     assert state is not None
     assert not results_after, f"payout results the replay could not place: {dict(results_after)}"
-    return Expected(state, facts, dead, approved, {**memory.withdrawals, **state.withdrawals})
+    return Expected(
+        state, facts, dead, approved, {**memory.settled(state.account_id), **state.withdrawals}
+    )
 
 
 def payout_result(account_id: str, eid: str, completed: Completed) -> PayoutSucceeded:

@@ -240,7 +240,9 @@ class Story:
     ) -> Outcome:
         """Stripe's `transfer.reversed`; `amount_reversed` is the transfer's cumulative figure
         (default: all of it)."""
-        w = self.state.withdrawals.get(withdrawal_id) or self.memory.archived(withdrawal_id)
+        w = self.state.withdrawals.get(withdrawal_id) or self.memory.archived(
+            self.account_id, withdrawal_id
+        )
         full = w.amount_cents if w is not None else 0
         cents = full if amount_reversed is None else cents_of(amount_reversed)
         return self.send(
@@ -255,6 +257,8 @@ class Story:
         )
 
     def withdrawal(self, withdrawal_id: str) -> dict[str, Any]:
-        w = self.state.withdrawals.get(withdrawal_id) or self.memory.archived(withdrawal_id)
+        w = self.state.withdrawals.get(withdrawal_id) or self.memory.archived(
+            self.account_id, withdrawal_id
+        )
         assert w is not None, withdrawal_id
         return w.to_wire(self.account_id)

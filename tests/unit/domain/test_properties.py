@@ -278,7 +278,7 @@ def check_invariants(state: AccountState, peaks: list[int], memory: DictMemory) 
     assert state.peak_balance_cents >= state.starting_balance_cents
     # Paid and reserved are the sums of the withdrawals in those states.
     # Every withdrawal: those in the value and those archived after they settled.
-    every = {**memory.withdrawals, **state.withdrawals}
+    every = {**memory.settled(state.account_id), **state.withdrawals}
     by_status: dict[str, int] = {}
     for w in every.values():
         by_status[w.status] = by_status.get(w.status, 0) + w.amount_cents
@@ -362,7 +362,7 @@ def test_withdrawal_heavy_interleavings_never_overpay(
 ) -> None:
     memory = DictMemory()
     state, outcomes = play(terms, script, memory)
-    every = {**memory.withdrawals, **state.withdrawals}
+    every = {**memory.settled(state.account_id), **state.withdrawals}
     # Each withdrawal's published history is a path of the state machine: at most one
     # completion (one transfer), reversals only after it, and nothing after a rejection or a
     # failure. Repeated partial reversals count as one step of the path.

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain.account import handle, payout_due
+from domain.account import DictMemory, handle, payout_due
 from domain.events import ApproveWithdrawal, RequestWithdrawal
 from domain.state import CLOSED, MAX_OPEN_WITHDRAWALS, RECENT_SETTLED, AccountState
 from domain.withdrawals import IllegalTransition, Withdrawal, transition
@@ -550,9 +550,32 @@ def test_settled_withdrawals_leave_the_value_for_the_archive() -> None:
     kept = [w for w in story.state.withdrawals]
     assert len(kept) == RECENT_SETTLED and kept == wids[-RECENT_SETTLED:]
     for wid in wids[:5]:
-        assert story.memory.archived(wid) is not None
-        assert story.memory.archived(wid).status == "completed"  # type: ignore[union-attr]
+        assert story.memory.archived(story.account_id, wid) is not None
+        assert story.memory.archived(story.account_id, wid).status == "completed"  # type: ignore[union-attr]
     assert story.state.total_withdrawals_cents == 100_00 * len(wids)
+
+
+def test_archives_of_two_accounts_never_mix_under_one_withdrawal_id() -> None:
+    """Command ids are the caller's: two accounts may archive the same withdrawal id, and a
+    late reversal on one must find its own withdrawal, never the other's."""
+    memory = DictMemory()
+    first = Story(memory=memory, assessment_id="asm_a")
+    second = Story(memory=memory, assessment_id="asm_b")
+    for story, amount in ((first, "100.00"), (second, "300.00")):
+        story.trade("60000.00")
+        story.request(amount, "wd_same")
+        story.paid("wd_same")
+        for _ in range(RECENT_SETTLED):  # push wd_same out to the archive
+            story.paid(story.withdraw("100.00"))
+        assert "wd_same" not in story.state.withdrawals
+    a = memory.archived(first.account_id, "wd_same")
+    b = memory.archived(second.account_id, "wd_same")
+    assert a is not None and b is not None
+    assert (a.amount_cents, b.amount_cents) == (100_00, 300_00)
+    paid_before = first.state.total_withdrawals_cents
+    first.reversed("wd_same", amount_reversed="100.00")
+    assert first.state.total_withdrawals_cents == paid_before - 100_00
+    assert memory.archived(second.account_id, "wd_same").status == "completed"  # type: ignore[union-attr]
 
 
 # --- reversals (hardening defects 1 and 8) -------------------------------------------------------
