@@ -15,6 +15,7 @@ HTTP request waiting on it with the reason at once (`invalid_request`), never a 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -135,6 +136,19 @@ class TableMemory:
         return None if value is None else read_archive_entry(value)[1]
 
 
+def claimed_event_id(obj: dict[str, Any] | None, raw: bytes | None) -> str | None:
+    """The `event_id` an unreadable command claims, so that a request waiting on it is
+    answered with the reason at once. Read leniently: the codec refused the bytes (nested too
+    deep, a repeated key, a NUL somewhere), yet a waiter may still be keyed by the id in them."""
+    if obj is None and raw:
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+    claimed = obj.get("event_id") if isinstance(obj, dict) else None
+    return claimed if isinstance(claimed, str) else None
+
+
 def invalid_request(reason: str) -> Outcome:
     """What a waiter on a command the agent could not apply gets: the reason, at once."""
     return Outcome(None, reply=Reply.refuse(Refusal("invalid_request", reason[:500])))
@@ -198,9 +212,8 @@ class AccountProcessor:
             obj = loads_object(msg.value)
             item = parse_trade(obj) if base == TRADES else parse_command(obj)
         except (WireError, InvalidEvent) as exc:
-            claimed = obj.get("event_id") if obj is not None else None
             await self.refuse(
-                base, event, claimed if isinstance(claimed, str) else None, f"invalid_event: {exc}"
+                base, event, claimed_event_id(obj, msg.value), f"invalid_event: {exc}"
             )
             return
         account_id = item.account_id
@@ -272,6 +285,32 @@ class AccountProcessor:
         archived = self.memory.archived(state.account_id, wid) if isinstance(wid, str) else None
         return handle(state, item, seen=seen, archived=archived)
 
+    def sweep_approved(self) -> int:
+        """Note every withdrawal still `approved` in this worker's active accounts; the number
+        noted. Run when a rebalance's table recovery completes: a payout request lost around a
+        crash would otherwise wait for its account's next event, forever for an idle account.
+
+        Reads the store's raw values (its active partitions only) and decodes just those that
+        can hold an approved withdrawal: a scan of 100,000 accounts is a byte search each. It
+        does not yield to the loop while iterating: a revoked partition's database may be
+        closed under an open iterator."""
+        store = self.table.data
+        raw_items = getattr(store, "_iteritems", None)
+        if raw_items is None:
+            return 0
+        candidates = [value for _, value in raw_items() if value and b'"approved"' in value]
+        noted = 0
+        for value in candidates:
+            state, _ = load(store._decode_value(value))
+            if state is None:
+                continue
+            before = len(self.payout_watch.asked)
+            self.payout_watch.note(state)
+            noted += len(self.payout_watch.asked) - before
+        if noted:
+            log.info("%d approved withdrawal(s) not yet settled: watched for their payouts", noted)
+        return noted
+
     async def ask_payouts_again(self) -> None:
         for wid, account_id in self.payout_watch.due():
             state, _ = load(self.table.data.get(account_id))
@@ -308,6 +347,10 @@ def register(ff: FundedFlow) -> None:
     async def accounts(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             await processor.process(event)
+
+    @processor.table.on_recover  # type: ignore[untyped-decorator]
+    async def sweep_after_recovery() -> None:
+        processor.sweep_approved()
 
     @ff.app.timer(PAYOUT_RESEND_SECONDS / 4, name="payouts_again")  # type: ignore[untyped-decorator]
     async def payouts_again() -> None:

@@ -110,9 +110,15 @@ def register(ff: FundedFlow) -> None:
     @ff.app.agent(ff.topic(TIERS), name="tiers-validator")
     async def validate_tiers(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            if event.message.value is None:
-                continue
-            try:
-                parse_tier(loads_object(event.message.value))
-            except (WireError, InvalidTier) as exc:
-                await send_dead_letter(ff, TIERS, event, f"invalid_tier: {exc}")
+            await validate_one(ff, event)
+
+
+async def validate_one(ff: FundedFlow, event: faust.types.EventT[bytes]) -> None:
+    """A tier that cannot be read goes to tiers.dlq (the catalog readers skip it); a tombstone
+    retires a tier and is no dead letter."""
+    if event.message.value is None:
+        return
+    try:
+        parse_tier(loads_object(event.message.value))
+    except (WireError, InvalidTier) as exc:
+        await send_dead_letter(ff, TIERS, event, f"invalid_tier: {exc}")

@@ -2,9 +2,9 @@
 
 `loads_object` reads every consumed topic and every HTTP body, so what it refuses never reaches
 the domain: malformed JSON, a value that is not an object, nesting deeper than `MAX_DEPTH`,
-numbers no Python type holds, and any string (a key too, at any depth) holding NUL or a lone
-surrogate (CONTRACT section 2). Each refusal is a `WireError` with a reason: a stream
-dead-letters the record, HTTP answers 400.
+numbers no Python type holds, an object with a key twice, and any string (a key too, at any
+depth) holding NUL or a lone surrogate (CONTRACT section 2). Each refusal is a `WireError`
+with a reason: a stream dead-letters the record, HTTP answers 400.
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ def _number(text: str) -> Decimal:
         return json_number(text)
     except InvalidNumber as exc:
         raise WireError(exc.reason) from None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: `{"amount": "100.00", "amount": "9000.00"}`
+    means one thing to one reader and another to the next, so it is refused, not resolved."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise WireError(f"duplicate key {key[:40]!r}")
+            seen.add(key)
+    return obj
 
 
 def _may_be_unfit(raw: bytes | str) -> bool:
@@ -87,7 +100,9 @@ def loads_object(raw: bytes | str | None) -> dict[str, Any]:
     if raw is None or raw == b"" or raw == "":
         raise WireError("empty value")
     try:
-        obj = json.loads(raw, parse_float=_number, parse_constant=_reject_constant)
+        obj = json.loads(
+            raw, parse_float=_number, parse_constant=_reject_constant, object_pairs_hook=_object
+        )
     except WireError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

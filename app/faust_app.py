@@ -1,4 +1,9 @@
-"""The Faust application: topics, tables and agents wired for one deployment."""
+"""The Faust application and what the agents and views share (`FundedFlow`).
+
+This module defines them and imports no agent or view: the wiring is done in one place, the
+worker's start (`app/worker.py`: `build_app`), so agents and views depend on the app and never
+the other way round.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,7 @@ import faust
 
 from app.kafka_admin import bootstrap_list
 from app.settings import Settings
-from app.topics import (
-    ACCOUNT_COMMANDS,
-    ACCOUNT_SNAPSHOTS,
-    FACT_TOPICS,
-    INPUT_TOPICS,
-    PAYOUT_REQUESTS,
-    TIERS,
-    TRADES,
-    TopicNames,
-    dlq,
-)
+from app.topics import TopicNames
 
 
 @dataclass
@@ -74,39 +69,3 @@ def create_faust_app(settings: Settings) -> faust.App:
         # The reply topic of agent.ask() is never used; keep Faust from creating it per worker.
         reply_create_topic=False,
     )
-
-
-def build_app(settings: Settings) -> FundedFlow:
-    import views
-    from agents import accounts, activation, payouts, sink, tiers
-    from app import durable
-    from tables import accounts as account_tables
-
-    durable.install()  # before any agent runs: no commit passes an undelivered record
-    names = TopicNames(settings.topic_prefix)
-    app = create_faust_app(settings)
-    ff = FundedFlow(app=app, settings=settings, names=names)
-    for base in (
-        *INPUT_TOPICS,
-        *(dlq(t) for t in INPUT_TOPICS),
-        *FACT_TOPICS,
-        PAYOUT_REQUESTS,
-        ACCOUNT_SNAPSHOTS,
-    ):
-        ff.topics[base] = app.topic(
-            names.name(base),
-            partitions=settings.topic_partitions,
-            compacting=True if base == TIERS else None,
-        )
-    # One channel over both topics that change an account: one stream, one writer.
-    ff.topics["account-inputs"] = app.topic(
-        names.name(TRADES), names.name(ACCOUNT_COMMANDS), partitions=settings.topic_partitions
-    )
-    account_tables.register(ff)
-    tiers.register(ff)
-    activation.register(ff)
-    accounts.register(ff)
-    payouts.register(ff)
-    sink.register(ff)
-    views.register(ff)
-    return ff

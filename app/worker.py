@@ -10,12 +10,58 @@ from typing import Any
 
 import faust
 
-from app.faust_app import build_app
+import views
+from agents import accounts, activation, payouts, sink, tiers
+from app import durable
+from app.faust_app import FundedFlow, create_faust_app
 from app.kafka_admin import PartitionMismatch, prepare_topics
 from app.settings import Settings, SettingsError
-from app.topics import TopicNames
+from app.topics import (
+    ACCOUNT_COMMANDS,
+    ACCOUNT_SNAPSHOTS,
+    FACT_TOPICS,
+    INPUT_TOPICS,
+    PAYOUT_REQUESTS,
+    TIERS,
+    TRADES,
+    TopicNames,
+    dlq,
+)
+from tables import accounts as account_tables
 
 log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> FundedFlow:
+    """The composition root: the app, its topics and tables, every agent and view."""
+    durable.install()  # before any agent runs: no commit passes an undelivered record
+    names = TopicNames(settings.topic_prefix)
+    app = create_faust_app(settings)
+    ff = FundedFlow(app=app, settings=settings, names=names)
+    for base in (
+        *INPUT_TOPICS,
+        *(dlq(t) for t in INPUT_TOPICS),
+        *FACT_TOPICS,
+        PAYOUT_REQUESTS,
+        ACCOUNT_SNAPSHOTS,
+    ):
+        ff.topics[base] = app.topic(
+            names.name(base),
+            partitions=settings.topic_partitions,
+            compacting=True if base == TIERS else None,
+        )
+    # One channel over both topics that change an account: one stream, one writer.
+    ff.topics["account-inputs"] = app.topic(
+        names.name(TRADES), names.name(ACCOUNT_COMMANDS), partitions=settings.topic_partitions
+    )
+    account_tables.register(ff)
+    tiers.register(ff)
+    activation.register(ff)
+    accounts.register(ff)
+    payouts.register(ff)
+    sink.register(ff)
+    views.register(ff)
+    return ff
 
 
 def _seek_before_resuming_streams() -> None:

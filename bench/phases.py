@@ -1,8 +1,9 @@
 """The measurements, in the order `bench.run` makes them, on one cluster of real workers.
 
 Worker layout over a run: setup and the two-worker throughput run use w1 + w2; the one-worker
-throughput run, the rule latency, memory and restart use w1 alone (holding every account); the
-HTTP figures use w1 + w2 again (a GET asked of the worker that does not own the account).
+throughput run, the mixes, the rule latency, memory and restart use w1 alone (holding every
+account); the HTTP figures use w1 + w2 again (a GET asked of the worker that does not own the
+account).
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import load
 from bench.cluster import REPO, Cluster, Worker, bearer, dir_bytes, rss_bytes
-from bench.load import Account, TradeMix
+from bench.load import LONG_HISTORY_BAND_CENTS, Account, TradeMix
 from bench.profile import Profiler, find_py_spy, summarize
 from bench.stats import percentile, steady_rate, summary_ms, time_at
 
 DLQ_METRIC = "fundedflow_dead_letters_total"
+
+# The one-worker mixes of `Bench.mixes` (issue 11 point 6), in the order they are measured; the
+# first is the reference of the others' ratios.
+MIX_NAMES = ("young_2000x20", "mid_20x2000", "deep_5x12000", "long_history", "hot")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,14 @@ class Config:
     post_seconds: float
     restart_accounts: int  # accounts held by the one worker that is restarted
     grow_chunk: int
+    # The mixes (`Bench.mixes`): (fresh accounts, events each) ...
+    mix_young: tuple[int, int]
+    mix_mid: tuple[int, int]
+    mix_deep: tuple[int, int]
+    # ... long history: (accounts, events each applied before the window, events each measured)
+    mix_long: tuple[int, int, int]
+    # ... hot: (accounts, events in all); 1 % of the accounts get half of the events
+    mix_hot: tuple[int, int]
     partitions: int = 8
     fallback_rate: float = 1000.0  # latency load when the throughput run was left out
 
@@ -68,6 +81,11 @@ FULL = Config(
     post_seconds=20,
     restart_accounts=100_000,
     grow_chunk=30_000,
+    mix_young=(2_000, 20),
+    mix_mid=(20, 2_000),
+    mix_deep=(5, 12_000),
+    mix_long=(5, 20_500, 12_000),
+    mix_hot=(2_000, 40_000),
 )
 QUICK = Config(
     quick=True,
@@ -84,6 +102,11 @@ QUICK = Config(
     post_seconds=5,
     restart_accounts=6_000,
     grow_chunk=2_000,
+    mix_young=(400, 20),
+    mix_mid=(10, 600),
+    mix_deep=(5, 1_200),
+    mix_long=(5, 2_500, 1_200),
+    mix_hot=(400, 8_000),
 )
 
 
@@ -332,10 +355,21 @@ class Bench:
 
     # -- throughput ----------------------------------------------------------------------------
 
-    async def _throughput_run(self, workers: list[Worker], label: str) -> dict[str, Any]:
-        """Pause the workers (SIGSTOP), fill `trades`, resume them and follow their progress."""
-        c, n = self.cluster, self.cfg.events
-        assert self.mix is not None
+    async def _throughput_run(
+        self,
+        workers: list[Worker],
+        label: str,
+        events: list[tuple[str, str, dict[str, Any]]] | None = None,
+        min_rate: float = 300.0,
+    ) -> dict[str, Any]:
+        """Pause the workers (SIGSTOP), fill `trades` with `events` (default: `cfg.events` of
+        `self.mix`), resume them and follow their progress. Fails if processing is slower than
+        `min_rate` events/s on average (after at least 180 s)."""
+        c = self.cluster
+        if events is None:
+            assert self.mix is not None
+            events = self.mix.batch(self.cfg.events)
+        n = len(events)
         conn = await c.db_connect()
         try:
             await self.db_settled(conn)
@@ -345,7 +379,7 @@ class Bench:
                 w.pause()
             t_fill = time.monotonic()
             try:
-                await c.publish(self.mix.batch(n))
+                await c.publish(events)
             finally:
                 fill_s = time.monotonic() - t_fill
             cpu0 = {w.name: cpu_seconds(w.pid) for w in workers}
@@ -362,7 +396,7 @@ class Bench:
             progress.stream.append((t0, 0.0))
             t_done: float | None = None
             applied_at_done = float(n)
-            deadline = t0 + max(180.0, n / 300.0)
+            deadline = t0 + max(180.0, n / min_rate)
             drain_deadline = deadline
             while True:
                 ts = time.monotonic()
@@ -401,6 +435,7 @@ class Bench:
         out: dict[str, Any] = {
             "workers": len(workers),
             "events": n,
+            "accounts": len({key for _, key, _ in events}),
             "prefill_seconds": round(fill_s, 1),
             "seconds": round(t_done - t0, 1),
             "events_per_second": round(steady) if steady else round(overall),
@@ -416,7 +451,7 @@ class Bench:
             "sink_lag_max_s": round(max(lags), 2) if lags else None,
             "sink_caught_up_after_stream_s": round(max(0.0, t_db_done - t_done), 1),
             "sink_lag_gauge_p99_s": round(percentile(progress.gauges, 99) or 0.0, 2),
-            "mix": self.mix.mix(),
+            "mix": load.shares(events),
             "load_before": load_before,
             "load_after": load_note(),
         }
@@ -442,6 +477,106 @@ class Bench:
             f"{one['worker_cpu_us_per_event']} us CPU/event"
         )
         self.results["throughput"] = {"one_worker": one, "two_workers": two}
+
+    async def mixes(self) -> None:
+        """One worker, trade backlogs on the account mixes a prop firm sees (issue 11 point 6):
+        young accounts, a few deep ones, accounts past 20,000 applied events before the window,
+        and hot accounts (1 % of them get half of the events). Each mix on fresh accounts
+        (long_history: its own, prefilled unmeasured), each account's events in order and kept
+        open (realized P&L within a band), measured as `_throughput_run` measures."""
+        assert self.w1
+        cfg = self.cfg
+        await self.layout([self.w1])
+        young_n, young_k = cfg.mix_young
+        mid_n, mid_k = cfg.mix_mid
+        deep_n, deep_k = cfg.mix_deep
+        long_n, long_before, long_k = cfg.mix_long
+        hot_n, hot_events = cfg.mix_hot
+        # name: (accounts, events per account in the window, events per account before it)
+        plans: dict[str, tuple[int, list[int], int]] = {
+            "young_2000x20": (young_n, [young_k] * young_n, 0),
+            "mid_20x2000": (mid_n, [mid_k] * mid_n, 0),
+            "deep_5x12000": (deep_n, [deep_k] * deep_n, 0),
+            "long_history": (long_n, [long_k] * long_n, long_before),
+            "hot": (hot_n, load.skewed_counts(hot_n, hot_events), 0),
+        }
+        assert tuple(plans) == MIX_NAMES
+        out: dict[str, Any] = {}
+        self.results["mixes"] = out
+        for i, (name, (count, per_account, before)) in enumerate(plans.items()):
+            res = await self._mix_run(name, f"m{i}", count, per_account, before)
+            young = out.get(MIX_NAMES[0], res)
+            for key, ratio in (
+                ("events_per_second", "ratio_to_young"),
+                ("events_per_second_overall", "ratio_to_young_overall"),
+            ):
+                res[ratio] = round(res[key] / young[key], 2) if young[key] else None
+            out[name] = res
+            self.say(
+                f"  {name}: {res['events']:,} events on {res['accounts']:,} accounts"
+                + (f" ({before:,} applied each before)" if before else "")
+                + f": {res['events_per_second']} events/s steady, "
+                f"{res['events_per_second_overall']} overall, "
+                f"{res['worker_cpu_us_per_event']} us CPU/event, "
+                f"{res['ratio_to_young']}x young, {res['dead_letters']} dead letters"
+            )
+
+    async def _mix_run(
+        self, name: str, group: str, count: int, per_account: list[int], before: int
+    ) -> dict[str, Any]:
+        """Activates `count` fresh accounts on w1, applies `before` events to each (not
+        measured), then measures the backlog of `per_account` events."""
+        assert self.w1
+        c, w = self.cluster, self.w1
+        accounts = load.make_accounts(self.run_id, group, 0, count)
+        mix = TradeMix(
+            accounts, run=f"{self.run_id}-{group}", seed=11, pnl_band_cents=LONG_HISTORY_BAND_CENTS
+        )
+        self.say(f"mix {name}: activating {count:,} fresh accounts")
+        base = await c.processed([w])
+        assert base is not None
+        await c.publish(
+            [("assessment.completed", a.assessment_id, load.assessment(a)) for a in accounts]
+        )
+        self.extra_accounts += count
+        await self.wait_processed([w], base + count, 600, f"{name} activations")
+        prefill: dict[str, Any] = {}
+        if before:
+            history = mix.deal([before] * count)
+            self.say(f"mix {name}: applying {before:,} events to each account first (not measured)")
+            base = await c.processed([w])
+            dead0 = await self._dead_letters([w])
+            assert base is not None
+            t0 = time.monotonic()
+            await c.publish(history)
+            await self.wait_processed(
+                [w], base + len(history), max(600.0, len(history) / 50), f"{name} history"
+            )
+            took = time.monotonic() - t0
+            dead = await self._dead_letters([w]) - dead0
+            if dead:
+                raise RuntimeError(f"{name}: {dead:.0f} dead letters while applying the history")
+            prefill = {
+                "events_each": before,
+                "events": len(history),
+                "seconds": round(took, 1),
+                "events_per_second": round(len(history) / took),
+            }
+            del history
+        await self.quiesce([w])
+        self.say(f"mix {name}: {sum(per_account):,} events on {count:,} accounts, one worker")
+        res = await self._throughput_run([w], f"mix-{name}", mix.deal(per_account), min_rate=50.0)
+        res["accounts"] = count
+        res["events_per_account"] = {"min": min(per_account), "max": max(per_account)}
+        if prefill:
+            res["history_before_window"] = prefill
+        return res
+
+    async def _dead_letters(self, workers: list[Worker]) -> float:
+        got = await asyncio.gather(*(self.cluster.metrics(w) for w in workers))
+        if any(m is None for m in got):
+            raise RuntimeError("a worker did not answer /metrics")
+        return sum(v for m in got if m for k, v in m.items() if k.startswith(DLQ_METRIC))
 
     async def ceiling(self) -> None:
         """A plain aiokafka loop over the same `trades` records, in its own process."""

@@ -1,14 +1,15 @@
 """FundedFlow benchmarks: one command, a table of figures against the goals, and a JSON file.
 
-    .venv/bin/python -m bench.run [--quick] [--only throughput,ceiling,latency,http,restart,core]
-                                  [--profile] [--keep]
+    .venv/bin/python -m bench.run [--quick]
+        [--only throughput,mixes,ceiling,floor,latency,http,restart,core] [--profile] [--keep]
 
 Needs the local stack (`scripts/stack.sh up`; `eval "$(scripts/stack.sh env)"`). Starts its own
 workers (`python -m app.cli worker`) under a fresh topic prefix, PostgreSQL schema and data
 directories, and removes them afterwards (`--keep` leaves them). Writes
 `bench/results/<UTC timestamp>.json`; a full run (no --quick, no --only) is also copied to
 `docs/performance.json`. `--profile` samples the worker with py-spy (if installed) during the
-one-worker throughput run. See docs/performance.md.
+one-worker throughput runs (and each mix). `mixes` measures one worker on young, deep,
+long-history and hot accounts (bench/phases.py, `Bench.mixes`). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.cluster import REPO, Cluster
-from bench.phases import FULL, QUICK, Bench, load_note
+from bench.phases import FULL, MIX_NAMES, QUICK, Bench, load_note
 
-PHASES = ("throughput", "ceiling", "floor", "latency", "http", "restart", "core")
+PHASES = ("throughput", "mixes", "ceiling", "floor", "latency", "http", "restart", "core")
 ALIASES = {"memory": "restart", "sink": "throughput"}
 
 GOALS = {
@@ -164,6 +166,7 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
         _get(r, "latency", "worker_cpu_us_per_event"),
         "us",
     )
+    _mix_rows(r, row)
     row("ceiling", "Plain aiokafka consume+produce loop", ceiling, "ev/s")
     if one and ceiling:
         row("ratio_1w_ceiling", "1 worker / aiokafka ceiling", round(one / ceiling, 2), "x")
@@ -299,6 +302,47 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _mix_rows(r: dict[str, Any], row: Callable[..., None]) -> None:
+    """Per mix of `Bench.mixes`: events/s (goal: the per-worker goal for the young mix, within
+    10 % of it for the others), the ratio to the young mix, and worker CPU per event."""
+    mixes = r.get("mixes") or {}
+    g = GOALS["throughput_per_worker"]
+    for name in MIX_NAMES:
+        m = mixes.get(name)
+        if not m:
+            continue
+        size = f"{m['accounts']:,} accounts, {m['events']:,} events"
+        before = _get(m, "history_before_window", "events_each")
+        if before:
+            size += f", {before:,} applied each before"
+        eps = m.get("events_per_second")
+        ratio = m.get("ratio_to_young")
+        young = name == MIX_NAMES[0]
+        row(
+            f"mix_{name}_eps",
+            f"Mix {name} ({size}), 1 worker",
+            eps,
+            "ev/s",
+            f">= {g:,.0f}" if young else "",
+            (None if eps is None else eps >= g) if young else None,
+        )
+        if not young:
+            row(
+                f"mix_{name}_ratio",
+                f"  {name} / young",
+                ratio,
+                "x",
+                ">= 0.90",
+                None if ratio is None else ratio >= 0.9,
+            )
+        row(
+            f"mix_{name}_cpu",
+            f"  {name}: worker CPU per event",
+            m.get("worker_cpu_us_per_event"),
+            "us",
+        )
+
+
 LOAD_SOURCES: dict[str, tuple[str, ...]] = {
     "throughput_1w": ("throughput", "one_worker", "load_before"),
     "sink_lag_one_worker": ("throughput", "one_worker", "load_before"),
@@ -321,6 +365,7 @@ LOAD_SOURCES: dict[str, tuple[str, ...]] = {
     "memory": ("memory", "load"),
     "rocksdb": ("memory", "load"),
     "core": ("load_at_start",),
+    **{f"mix_{name}": ("mixes", name, "load_before") for name in MIX_NAMES},
 }
 
 
@@ -431,6 +476,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await bench.setup()
             if "throughput" in wanted:
                 await bench.throughput()
+            if "mixes" in wanted:
+                await bench.mixes()
             if "ceiling" in wanted:
                 await bench.ceiling()
             if "floor" in wanted:

@@ -21,6 +21,7 @@ __all__ = [
     "check_reason",
     "check_text",
     "poison_in",
+    "quoted",
 ]
 
 # Ids are opaque strings; the bound keeps a hostile producer from bloating state and rows.
@@ -88,3 +89,12 @@ def check_reason(text: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
         raise InvalidText(f"is longer than {max_length} characters")
     _clean(stripped)
     return stripped
+
+
+def quoted(text: str, *, max_length: int, fallback: str) -> str:
+    """Text from outside that is only quoted, never decided on (a payment provider's refusal
+    message): made acceptable to `check_id` instead of refused, since refusing it would lose
+    the decision it explains. NUL and lone surrogates become U+FFFD, white space around it goes,
+    and it is cut to `max_length`; `fallback` when nothing is left."""
+    cleaned = _POISON.sub("\ufffd", text)[:max_length].strip()
+    return cleaned or fallback

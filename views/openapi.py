@@ -415,9 +415,10 @@ def _shared_responses() -> dict[str, Schema]:
         ),
         "Forbidden": _err("The token has no `admin` role.", ["forbidden"]),
         "InvalidRequest": _err(
-            "Malformed JSON, nesting deeper than 32 levels, not a JSON object, a field of the "
-            "wrong JSON type, a number no decimal can hold, a string anywhere in the body (keys "
-            "too) holding NUL (`\\u0000`) or a lone UTF-16 surrogate (`\\ud800`), or an "
+            "Malformed JSON, nesting deeper than 32 levels, not a JSON object, an object "
+            "holding the same key twice, a field of the wrong JSON type, a number no decimal "
+            "can hold, a string anywhere in the body (keys too) holding NUL (`\\u0000`) or a "
+            "lone UTF-16 surrogate (`\\ud800`), or an "
             "`Idempotency-Key` that is not UTF-8 text or holds NUL; also a command the account "
             "could not take at all. Nothing was done.",
             ["invalid_request"],
@@ -714,9 +715,10 @@ def _paths() -> dict[str, Schema]:
                     "400": _err(
                         "`invalid_signature`: the signature is missing, malformed or does not "
                         "match the payload, or the body is not UTF-8. `invalid_request`: a "
-                        "signed payload holding NUL or a lone surrogate in a string, or nested "
-                        "too deeply.",
-                        ["invalid_signature", "invalid_request"],
+                        "signed payload holding NUL or a lone surrogate in a string, a key "
+                        "twice, or nested too deeply. `invalid_payload`: a `transfer.reversed` "
+                        "without a transfer object, a usable `amount_reversed` or string ids.",
+                        ["invalid_signature", "invalid_request", "invalid_payload"],
                     ),
                     "413": _use("PayloadTooLarge"),
                     "503": _err(
@@ -803,7 +805,9 @@ def document() -> dict[str, Any]:
                 "white space around it; the withdrawal object gains `reversed_total`; a "
                 "withdrawal request may be refused with 422 `too_many_open_withdrawals`; 409 "
                 "`idempotency_key_reused` also when the first answer was lost and the body "
-                "differs."
+                "differs; a JSON object holding the same key twice is 400 `invalid_request` "
+                "(it was read as its last value); a signed `transfer.reversed` with fields of "
+                "the wrong JSON type is 400 `invalid_payload` (it was a 500)."
             ),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },

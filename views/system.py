@@ -14,7 +14,7 @@ from faust.web import View
 
 from app.codec import WireError, dumps, loads_object
 from app.topics import ACCOUNT_COMMANDS
-from domain.events import ReverseTransfer
+from domain.events import InvalidEvent, ReverseTransfer, parse_command
 from domain.ids import account_of_withdrawal
 from views.budget import WEBHOOK_SEND_TIMEOUT_SECONDS
 from views.context import WebContext
@@ -124,6 +124,56 @@ def reversed_amount(transfer: dict[str, Any]) -> int | None:
     return cents if cents is not None and cents > 0 else None
 
 
+# Stripe's `created` is seconds since the epoch; past this it is not a time of this world.
+_LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def reversal_command(raw: dict[str, Any], now: float) -> ReverseTransfer | None:
+    """The account command of a verified Stripe event: None for an event this system does not
+    handle (another type, or a transfer of a withdrawal it never made); InvalidEvent for a
+    `transfer.reversed` it cannot use. Fields of the wrong JSON type are refused here, and the
+    command is read back by the parser the account agent uses, so what is sent is applied."""
+    if raw.get("type") != "transfer.reversed":
+        return None
+    data = raw.get("data")
+    transfer = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(transfer, dict):
+        raise InvalidEvent("invalid_field", "data.object is not a transfer")
+    metadata = transfer.get("metadata")
+    withdrawal_id = metadata.get("withdrawal_id") if isinstance(metadata, dict) else None
+    account_id = account_of_withdrawal(withdrawal_id) if isinstance(withdrawal_id, str) else None
+    if account_id is None or not isinstance(withdrawal_id, str):
+        log.warning("transfer.reversed for an unknown withdrawal: %r", transfer.get("id"))
+        return None
+    reversed_cents = reversed_amount(transfer)
+    if reversed_cents is None:
+        raise InvalidEvent("invalid_field", "transfer.reversed without a usable amount_reversed")
+    event_id, transfer_id = raw.get("id"), transfer.get("id")
+    if not isinstance(event_id, str) or not isinstance(transfer_id, str):
+        raise InvalidEvent("invalid_field", "the event's and the transfer's ids must be strings")
+    created = raw.get("created")
+    if (
+        not isinstance(created, int)
+        or isinstance(created, bool)
+        or not 0 <= created <= _LAST_SECOND
+    ):
+        created = int(now)
+    cmd = ReverseTransfer(
+        # The Stripe event id: the same event delivered twice is one command.
+        event_id=f"stripe-event:{event_id}",
+        account_id=account_id,
+        withdrawal_id=withdrawal_id,
+        stripe_transfer_id=transfer_id,
+        # Cumulative: Stripe sends transfer.reversed for partial reversals too, and the
+        # account gives back only what is newly reversed (domain/account.py).
+        amount_reversed_cents=reversed_cents,
+        at=datetime.fromtimestamp(created, UTC),
+    )
+    parsed = parse_command(cmd.to_wire())  # raises InvalidEvent as the agent would
+    assert isinstance(parsed, ReverseTransfer)
+    return parsed
+
+
 def register(ctx: WebContext) -> None:
     app = ctx.ff.app
     settings = ctx.ff.settings
@@ -162,45 +212,26 @@ def register(ctx: WebContext) -> None:
                 # Stripe signs UTF-8 bytes: decoded here, not by the request's charset, so a body
                 # that is not UTF-8 (or names an unknown charset) is refused, not a 500.
                 payload = body.decode("utf-8")
-                event = stripe.Webhook.construct_event(
-                    payload, signature, settings.stripe_webhook_secret
+                # The signature only, with Stripe's own check (and its 300 s tolerance): the
+                # payload is then read by the codec every input goes through, not by Stripe's
+                # object wrapper, which takes any JSON (a list, a deep value) and fails later.
+                stripe.WebhookSignature.verify_header(
+                    payload, signature, settings.stripe_webhook_secret, tolerance=300
                 )
             except (stripe.SignatureVerificationError, ValueError) as exc:
                 raise ApiError(400, "invalid_signature", f"webhook refused: {exc}") from None
-            except RecursionError:
-                # Stripe parses only after the signature matched: a signed payload, too deep.
-                raise ApiError(400, "invalid_request", "webhook payload too deep") from None
-            # Fields are read from the verified payload itself, not Stripe's object wrapper, and
-            # through the codec every input goes through (NUL, lone surrogates: 400).
+            # Malformed JSON, NUL, lone surrogates, nesting past the codec's depth: 400.
             try:
                 raw: dict[str, Any] = loads_object(payload)
             except WireError as exc:
                 raise ApiError(400, "invalid_request", f"webhook payload refused: {exc}") from None
-            if raw.get("type") != "transfer.reversed":
+            try:
+                cmd = reversal_command(raw, now=time.time())
+            except InvalidEvent as exc:
+                raise ApiError(400, "invalid_payload", f"webhook payload refused: {exc}") from None
+            if cmd is None:
                 return json_response({"received": True, "handled": False})
-            transfer: dict[str, Any] = (raw.get("data") or {}).get("object") or {}
-            metadata: dict[str, Any] = transfer.get("metadata") or {}
-            withdrawal_id = str(metadata.get("withdrawal_id", ""))
-            account_id = account_of_withdrawal(withdrawal_id)
-            if account_id is None:
-                log.warning("transfer.reversed for an unknown withdrawal: %s", transfer.get("id"))
-                return json_response({"received": True, "handled": False})
-            reversed_cents = reversed_amount(transfer)
-            if reversed_cents is None:
-                raise ApiError(
-                    400, "invalid_payload", "transfer.reversed without a usable amount_reversed"
-                )
-            cmd = ReverseTransfer(
-                # The Stripe event id: the same event delivered twice is one command.
-                event_id=f"stripe-event:{event.id}",
-                account_id=account_id,
-                withdrawal_id=withdrawal_id,
-                stripe_transfer_id=str(transfer.get("id")),
-                # Cumulative: Stripe sends transfer.reversed for partial reversals too, and the
-                # account gives back only what is newly reversed (domain/account.py).
-                amount_reversed_cents=reversed_cents,
-                at=datetime.fromtimestamp(int(raw.get("created") or time.time()), UTC),
-            )
+            account_id = cmd.account_id
             await send_bounded(ctx, account_id, cmd.to_wire())
             return json_response({"received": True, "handled": True})
 

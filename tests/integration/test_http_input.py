@@ -5,14 +5,20 @@ nothing changes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from app.settings import Settings
 from app.tiers_seed import seed_tiers
@@ -310,3 +316,111 @@ async def test_poison_trade_events_are_dead_letters_and_the_stream_goes_on(
     reasons = await wait_until(both_dead, timeout=30, what="two dead letters")
     assert all("invalid_event" in r for r in reasons), reasons
     assert any("lone surrogate" in r for r in reasons) and any("NUL" in r for r in reasons)
+
+
+# --- the property: arbitrary bodies on every POST route ------------------------------------------
+
+
+def drawn(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
+    """`n` values drawn by Hypothesis (the requests then go to the real workers)."""
+    out: list[Any] = []
+
+    @hsettings(
+        max_examples=n,
+        database=None,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(value: Any) -> None:
+        out.append(value)
+
+    collect()
+    return out
+
+
+def signed(raw: bytes) -> dict[str, str]:
+    ts = int(time.time())
+    mac = hmac.new(b"whsec_test", f"{ts}.".encode() + raw, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={ts},v1={mac}", "Content-Type": "application/json"}
+
+
+def _valid_reason(obj: Any) -> bool:
+    reason = obj.get("reason") if isinstance(obj, dict) else None
+    return isinstance(reason, str) and 1 <= len(reason.strip()) <= 500
+
+
+async def test_arbitrary_bodies_on_every_post_route_never_5xx_and_change_only_when_valid(
+    http: Http, kafka: Kafka
+) -> None:
+    """Arbitrary JSON and bytes (NUL, lone surrogates, huge and deeply nested values, wrong
+    types, repeated keys) on the withdraw, reject, approve and webhook routes: every answer is
+    a 4xx or a success, and the account moves only by the requests that were answered 201/200."""
+    from tests.unit.app.test_input_surface import encode, hostile, json_values
+
+    acct = await new_account(kafka, http)  # 8,000.00 withdrawable
+    pending = await http.post(
+        0, f"/funded-accounts/{acct}/withdraw", withdraw_body("1500.00"), OWNER
+    )
+    assert pending.status == 201
+    wid = pending.body["withdrawal"]["id"]
+    template = withdraw_body("150.00")
+    bodies = drawn(hostile(template), 80)
+    accepted: list[str] = []
+    for i, (_, raw) in enumerate(bodies):
+        ans = await http.call(
+            i % 2, "POST", f"/funded-accounts/{acct}/withdraw", OWNER_JSON, data=raw
+        )
+        assert ans.status < 500, (raw[:200], ans.status, ans.body)
+        assert ans.status in {201, 400, 409, 413, 422}, (raw[:200], ans.status, ans.body)
+        if ans.status == 201:
+            # Checked apart from the code under test: the body was a plain valid request.
+            obj = json.loads(raw)
+            # (Unknown fields are ignored, as JSON APIs do; every known one must be right.)
+            assert set(template) <= set(obj) and obj["payment_method"] == "stripe_connect", raw
+            assert isinstance(obj["destination"], str) and obj["destination"].strip(), raw
+            amount = Decimal(str(obj["amount"]))
+            assert amount == amount.quantize(Decimal("0.01")) and amount >= 100, raw
+            assert ans.body["withdrawal"]["amount"] == f"{amount:.2f}"
+            accepted.append(ans.body["withdrawal"]["id"])
+        else:
+            assert set(ans.body) == {"error"} and ans.body["error"]["code"], ans.body
+
+    assert accepted and len(accepted) < len(bodies)  # both sides of the property were seen
+    rejected = 0
+    for i, (obj, raw) in enumerate(drawn(hostile({"reason": "kyc"}), 60)):
+        ans = await http.call(i % 2, "POST", f"/admin/withdrawals/{wid}/reject", ADMIN, data=raw)
+        assert ans.status in {200, 400, 409, 413, 422}, (raw[:200], ans.status, ans.body)
+        if ans.status == 200:
+            assert _valid_reason(obj), raw[:200]
+            rejected += 1
+    assert rejected <= 1
+
+    for i, value in enumerate(drawn(json_values, 30)):
+        raw = encode(value, "raw")
+        ans = await http.call(i % 2, "POST", f"/admin/withdrawals/{wid}/approve", ADMIN, data=raw)
+        assert ans.status in {200, 400, 409, 413, 422}, (raw[:200], ans.status, ans.body)
+
+    webhook_codes: set[Any] = set()
+    for i, value in enumerate(drawn(json_values, 40)):
+        event = {"id": f"evt_{i}", "type": "transfer.reversed", "data": {"object": value}}
+        raw = encode(event, "raw")
+        ans = await http.call(i % 2, "POST", "/webhooks/stripe", signed(raw), data=raw)
+        assert ans.status in {200, 400}, (raw[:200], ans.status, ans.body)
+        webhook_codes.add(ans.body.get("error", {}).get("code") if ans.status == 400 else 200)
+    # The signature held (else every answer would be invalid_signature; a body that is not
+    # UTF-8 is refused as such): signed bodies were read, and some refused for what they say.
+    assert {200, "invalid_payload"} <= webhook_codes, webhook_codes
+
+    # Only the accepted requests moved the account (the rest changed nothing).
+    listing = await http.get(1, f"/funded-accounts/{acct}/withdrawals", OWNER)
+    ids = {w["id"] for w in listing.body["withdrawals"]}
+    assert ids == {wid, *accepted}
+    detail = await http.get(0, f"/funded-accounts/{acct}", OWNER)
+    held = sum(
+        Decimal(w["amount"])
+        for w in listing.body["withdrawals"]
+        if w["status"] in {"pending", "approved", "completed"}
+    )
+    assert Decimal(detail.body["withdrawable_amount"]) == Decimal("8000.00") - held

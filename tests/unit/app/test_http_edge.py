@@ -243,3 +243,59 @@ async def test_a_signed_webhook_nested_past_the_recursion_limit_is_400() -> None
     assert resp.status == 400
     assert isinstance(resp.body, bytes)
     assert json.loads(resp.body)["error"]["code"] == "invalid_request"
+
+
+def _reversal_event(**changes: Any) -> dict[str, Any]:
+    transfer = {
+        "id": "tr_1",
+        "amount": 1000_00,
+        "amount_reversed": 100_00,
+        "metadata": {"withdrawal_id": WITHDRAWAL},
+    }
+    event = {"id": "evt_1", "type": "transfer.reversed", "created": 1764000000}
+    event["data"] = {"object": {**transfer, **changes.pop("transfer", {})}}
+    return {**event, **changes}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _reversal_event(data=[1]),
+        _reversal_event(data={"object": "tr_1"}),
+        _reversal_event(data={"object": [1, 2]}),
+        _reversal_event(id=7),
+        _reversal_event(transfer={"id": {"x": 1}}),
+        _reversal_event(transfer={"id": "t" * 5000}),
+        _reversal_event(transfer={"amount_reversed": "100"}),
+        _reversal_event(transfer={"amount_reversed": 0}),
+    ],
+)
+def test_an_unusable_transfer_reversed_is_refused_by_name(event: dict[str, Any]) -> None:
+    from views.system import reversal_command
+
+    with pytest.raises(InvalidEvent):
+        reversal_command(event, now=1764000000.0)
+
+
+@pytest.mark.parametrize("created", ["1764000000", 10**30, -5, True, None, 1.5])
+def test_a_reversal_with_an_unusable_created_takes_the_time_it_arrived(created: Any) -> None:
+    from views.system import reversal_command
+
+    cmd = reversal_command(_reversal_event(created=created), now=1764000123.0)
+    assert cmd is not None and cmd.at == datetime.fromtimestamp(1764000123, UTC)
+    assert cmd.amount_reversed_cents == 100_00 and cmd.account_id == f"fa_{'1' * 32}"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**_reversal_event(), "type": "transfer.created"},
+        _reversal_event(transfer={"metadata": {"withdrawal_id": "wd_free"}}),
+        _reversal_event(transfer={"metadata": ["x"]}),
+        _reversal_event(transfer={"metadata": {"withdrawal_id": 5}}),
+    ],
+)
+def test_events_of_other_types_or_withdrawals_are_not_handled(event: dict[str, Any]) -> None:
+    from views.system import reversal_command
+
+    assert reversal_command(event, now=1764000000.0) is None

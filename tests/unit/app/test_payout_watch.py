@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from agents.accounts import PAYOUT_RESEND_SECONDS, PayoutWatch
+import json
+from types import SimpleNamespace
+from typing import Any
+
+from agents.accounts import PAYOUT_RESEND_SECONDS, AccountProcessor, PayoutWatch
+from tables.accounts import dump
 from tests.unit.domain.story import Story
 
 
@@ -51,3 +56,37 @@ def test_a_pending_withdrawal_is_not_asked_for() -> None:
     watch.note(story.state)
     clock.now += 10 * PAYOUT_RESEND_SECONDS
     assert watch.due() == []
+
+
+class RawStore:
+    """What sweep_approved reads of a Faust RocksDB store: raw items of the active partitions."""
+
+    def __init__(self, values: dict[str, dict[str, Any]]) -> None:
+        self.raw = {k.encode(): json.dumps(v).encode() for k, v in values.items()}
+
+    def _iteritems(self) -> Any:
+        return iter(self.raw.items())
+
+    def _decode_value(self, value: bytes) -> Any:
+        return json.loads(value)
+
+
+def test_the_sweep_after_recovery_watches_every_approved_withdrawal_of_idle_accounts() -> None:
+    """A payout request lost around a crash, on an account that never trades again, is asked
+    for again: the sweep at recovery finds the approved withdrawal without any new event."""
+    approved, pending, none = (Story(assessment_id=f"asm-sweep-{i}") for i in range(3))
+    for story in (approved, pending, none):
+        story.open("p-1")
+        story.close("p-1", "5000.00")
+    approved.request("250.00")  # approved at once, its payout never made
+    pending.request("2000.00")  # waits for an admin: not a payout to ask for
+    store = RawStore({s.account_id: dump(s.state, []) for s in (approved, pending, none)})
+    processor = AccountProcessor.__new__(AccountProcessor)
+    processor.table = SimpleNamespace(data=store)
+    clock = Clock()
+    processor.payout_watch = PayoutWatch(clock)
+    assert processor.sweep_approved() == 1
+    clock.now += PAYOUT_RESEND_SECONDS
+    (wid,) = list(approved.state.withdrawals)
+    assert processor.payout_watch.due() == [(wid, approved.account_id)]
+    assert processor.sweep_approved() == 0  # already watched: noted once

@@ -24,6 +24,7 @@ from domain.validation import (
     check_reason,
     check_text,
     poison_in,
+    quoted,
 )
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -168,3 +169,21 @@ def test_a_reject_reason_is_stripped_as_the_http_view_strips_it() -> None:
     for bad in ("", "  ", "x" * (MAX_TEXT_LENGTH + 1), "kyc\x00"):
         with pytest.raises(InvalidEvent, match="invalid_field: reason"):
             parse_command({**REJECT.to_wire(), "reason": bad})
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["insufficient funds ", "\x00bad\ud800", "   ", "x" * 5000, "tab\t", "é ok"],
+)
+def test_a_quoted_refusal_always_parses_as_the_payout_failed_reason(message: str) -> None:
+    """A Stripe refusal message is quoted in PayoutFailed: whatever Stripe says, the command the
+    payout agent sends is one the account agent's parser takes (never a dead letter that leaves
+    the withdrawal approved)."""
+    from domain.events import MAX_PAYOUT_REASON_LENGTH, PayoutFailed, parse_command
+
+    reason = quoted(
+        f"stripe_refused: x: {message}", max_length=MAX_PAYOUT_REASON_LENGTH, fallback="refused"
+    )
+    cmd = PayoutFailed("payout-result:wd_1", "fa_1", "wd_1", reason, AT)
+    assert parse_command(cmd.to_wire()) == cmd
+    assert quoted("  ", max_length=10, fallback="refused") == "refused"
