@@ -170,6 +170,11 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
     row("ceiling", "Plain aiokafka consume+produce loop", ceiling, "ev/s")
     if one and ceiling:
         row("ratio_1w_ceiling", "1 worker / aiokafka ceiling", round(one / ceiling, 2), "x")
+    json_ceiling = _get(r, "ceiling", "with_json", "events_per_second")
+    row("ceiling_json", "aiokafka loop + the worker's JSON decode/encode", json_ceiling, "ev/s")
+    if one and json_ceiling:
+        ratio = round(one / json_ceiling, 2)
+        row("ratio_1w_ceiling_json", "1 worker / aiokafka + JSON ceiling", ratio, "x")
     floor = r.get("floor") or {}
     for variant, label in (
         ("consume", "Faust floor: agent that only iterates"),
@@ -351,6 +356,8 @@ LOAD_SOURCES: dict[str, tuple[str, ...]] = {
     "sink_lag_two_workers": ("throughput", "two_workers", "load_before"),
     "ceiling": ("ceiling", "load_before"),
     "ratio_1w_ceiling": ("ceiling", "load_before"),
+    "ceiling_json": ("ceiling", "with_json", "load_before"),
+    "ratio_1w_ceiling_json": ("ceiling", "with_json", "load_before"),
     "floor_consume": ("floor", "consume", "load"),
     "floor_table": ("floor", "table", "load"),
     "floor_table_send": ("floor", "table_send", "load"),
