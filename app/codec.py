@@ -13,6 +13,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from domain.money import InvalidNumber, json_number
 from domain.validation import poison_in
 
@@ -32,7 +34,10 @@ def _default(obj: object) -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, default=_default, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON, byte for byte what `json.dumps(..., separators=(",", ":"),
+    ensure_ascii=False)` writes for our values (a fact re-sent after a crash is the same bytes
+    whichever wrote it), by orjson: several times faster."""
+    return orjson.dumps(obj, default=_default)
 
 
 def _reject_constant(name: str) -> Any:

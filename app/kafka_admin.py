@@ -8,7 +8,14 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.topics import INPUT_TOPICS, TABLE_SOURCE_TOPICS, TABLES, TIERS, TopicNames
+from app.topics import (
+    APPLIED_IDS_TABLE,
+    INPUT_TOPICS,
+    TABLE_SOURCE_TOPICS,
+    TABLES,
+    TIERS,
+    TopicNames,
+)
 
 
 class PartitionMismatch(RuntimeError):
@@ -69,6 +76,7 @@ async def prepare_topics(
     names: TopicNames,
     partitions: int,
     replication_factor: int = 1,
+    redelivery_window_hours: int = 72,
 ) -> None:
     """Create every FundedFlow topic that is missing; refuse mismatched input topics."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_list(bootstrap_servers))
@@ -93,6 +101,15 @@ async def prepare_topics(
                 for table in TABLES
             },
         }
+        # Applied ids are one key each and never overwritten: compaction alone keeps them all.
+        # They are kept for the redelivery window (tables/accounts.py: the same as RocksDB's
+        # TTL), so a worker that recovers the table reads at most a window of them.
+        configs[names.changelog(APPLIED_IDS_TABLE)].update(
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(redelivery_window_hours * 3_600_000),
+            }
+        )
         new = [
             NewTopic(t, partitions, replication_factor, topic_configs=configs.get(t, {}))
             for t in missing

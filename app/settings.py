@@ -44,6 +44,10 @@ class Settings:
     web_port: int = 6066
     topic_partitions: int = 8
     rate_limit_per_minute: int = 60
+    # How long an applied input id is remembered at least (a producer's redelivery of the same
+    # event_id at a new offset changes nothing within it; Kafka's own redelivery is recognised
+    # exactly whatever its age, by the input offsets in the account's value).
+    redelivery_window_hours: int = 72
     data_dir: Path = Path("./var")
     # Prefix for every topic name; empty in production, unique per test run.
     topic_prefix: str = ""
@@ -68,6 +72,9 @@ class Settings:
             web_port=_int(e, "WEB_PORT", d.web_port),
             topic_partitions=_int(e, "TOPIC_PARTITIONS", d.topic_partitions),
             rate_limit_per_minute=_int(e, "RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
+            redelivery_window_hours=_int(
+                e, "FUNDEDFLOW_REDELIVERY_WINDOW_HOURS", d.redelivery_window_hours
+            ),
             data_dir=Path(_opt(e, "DATA_DIR") or str(d.data_dir)),
             topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
             db_schema=_opt(e, "FUNDEDFLOW_DB_SCHEMA"),

@@ -29,7 +29,12 @@ def read_catalog(path: Path | None) -> list[Tier]:
 async def seed_tiers(settings: Settings, path: Path | None = None) -> int:
     tiers = read_catalog(path)
     names = TopicNames(settings.topic_prefix)
-    await prepare_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
+    await prepare_topics(
+        settings.kafka_bootstrap_servers,
+        names,
+        settings.topic_partitions,
+        redelivery_window_hours=settings.redelivery_window_hours,
+    )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_list(settings.kafka_bootstrap_servers), acks="all"
     )

@@ -146,6 +146,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
                 settings.kafka_bootstrap_servers,
                 TopicNames(settings.topic_prefix),
                 settings.topic_partitions,
+                redelivery_window_hours=settings.redelivery_window_hours,
             )
         )
     except PartitionMismatch as exc:

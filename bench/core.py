@@ -17,7 +17,7 @@ from typing import Any
 from faust.serializers import codecs
 
 from app.codec import dumps, loads_object
-from bench.load import TradeMix, make_accounts
+from bench.load import LONG_HISTORY_BAND_CENTS, TradeMix, make_accounts
 from domain.account import DictMemory, handle, step
 from domain.events import ActivateAccount, parse_trade
 from domain.snapshots import snapshot, withdrawal_ids_in
@@ -58,8 +58,10 @@ def _apply(value: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], list[dict
 def measure_one(events: int, history: int, accounts_n: int) -> dict[str, Any]:
     """Microseconds per trade event for each step, on accounts with `history` trade events
     applied before the measured ones."""
-    accounts = make_accounts("core", "core", 0, accounts_n)
-    mix = TradeMix(accounts, run="core", seed=3)
+    # Each measurement its own run: event ids are "t-<run>-<n>", and the memory is shared.
+    run = f"core{history}x{accounts_n}"
+    accounts = make_accounts(run, "core", 0, accounts_n)
+    mix = TradeMix(accounts, run=run, seed=3, pnl_band_cents=LONG_HISTORY_BAND_CENTS)
     codec = codecs.get_codec("json")
     values: dict[str, bytes] = {}
     for a in accounts:
@@ -130,7 +132,7 @@ def measure(events: int = 5_000) -> dict[str, Any]:
             "us_per_event_total": r["us_per_event_total"],
             "stored_value_bytes_avg": r["stored_value_bytes_avg"],
         }
-        for h in (100, 1_000, 10_000)
+        for h in (100, 1_000, 10_000, 20_000)
         for r in [measure_one(max(200, events // 5), h, 5)]
     }
     return {**young, "by_applied_events_before": growth}

@@ -15,9 +15,11 @@
   message at another offset and sends nothing.
 
 `applied-ids` keeps every input id an account applied (key `account_id/event_id`, value the
-`Remembered` entry): a producer's redelivery at a new offset is recognised however long ago the
-first delivery was, and nothing an outside party sends can evict an entry (hardening defect 2:
-the old 10,000-slot window inside the value could be flushed by refused requests).
+`Remembered` entry) for the redelivery window (`FUNDEDFLOW_REDELIVERY_WINDOW_HOURS`, 72 h by
+default): a producer's redelivery at a new offset within it is recognised, and nothing an
+outside party sends can evict an entry sooner (hardening defect 2: the old 10,000-slot window
+inside the value could be flushed by refused requests). Entries leave by age alone (RocksDB's
+TTL here, retention on the changelog), so the table holds the window's inputs, not the history.
 `withdrawal-archive` keeps each settled withdrawal once it leaves the value (key
 `account_id/withdrawal_id`) (a late
 `transfer.reversed` still finds it); PostgreSQL has them for the list route.
@@ -61,17 +63,28 @@ def register(ff: FundedFlow) -> None:
             # Faust's RocksDB defaults hold per partition database (one per active and standby
             # partition of the worker) up to 3 write buffers of 64 MiB and a 2 GiB block
             # cache. These bounds keep a worker's memory in proportion.
-            options=rocksdb_options(),
+            options=rocksdb_options(
+                # Applied ids expire after the redelivery window (RocksDB's TTL: an entry is
+                # kept at least that long, and dropped by a later compaction), as their
+                # changelog does (app/kafka_admin.py): storage follows the input rate over the
+                # window, never the account's whole history.
+                ttl=ff.settings.redelivery_window_hours * 3600
+                if name == APPLIED_IDS_TABLE
+                else None
+            ),
         )
 
 
-def rocksdb_options() -> dict[str, int]:
+def rocksdb_options(ttl: int | None = None) -> dict[str, int]:
     # A new dict each time: Faust's store pops keys out of the one it is given.
-    return {
+    options = {
         "write_buffer_size": 8 << 20,
         "max_write_buffer_number": 2,
         "block_cache_size": 32 << 20,
     }
+    if ttl is not None:
+        options["ttl"] = ttl
+    return options
 
 
 def account_key(account_id: str, item_id: str) -> str:

@@ -516,6 +516,28 @@ async def test_idempotency_key_across_workers_and_restart(
     assert len(listing.body["withdrawals"]) == 1
 
 
+async def test_a_refused_request_then_another_body_after_redis_lost_the_answer_is_409(
+    http: Http, kafka: Kafka, services: Services, http_prefix: str
+) -> None:
+    """Hardening defect 7: the first request under a key was refused (422); Redis lost that
+    answer; the same key with another body is another request under a used key (409), not the
+    stale refusal, and it creates nothing. The first body again still gets its refusal."""
+    acct = await new_account(kafka, http)
+    path = f"/funded-accounts/{acct}/withdraw"
+    key = {"Idempotency-Key": uuid.uuid4().hex, **OWNER}
+    first = await http.post(0, path, withdraw_body("50.00"), key)
+    assert (first.status, first.body["error"]["code"]) == (422, "below_minimum")
+    await forget_answer(services.redis_url, http_prefix, "usr_1", key["Idempotency-Key"])
+    for worker in BOTH:
+        other = await http.post(worker, path, withdraw_body("200.00"), key)
+        assert other.status == 409, (worker, other.body)
+        assert other.body["error"]["code"] == "idempotency_key_reused"
+    again = await http.post(1, path, withdraw_body("50.00"), key)
+    assert (again.status, again.body) == (first.status, first.body)
+    listing = await http.get(0, f"/funded-accounts/{acct}/withdrawals", OWNER)
+    assert listing.body["withdrawals"] == []
+
+
 async def test_stripe_webhook_reversal(http: Http, kafka: Kafka, double: StripeDouble) -> None:
     acct = await new_account(kafka, http)
     paid = await http.post(0, f"/funded-accounts/{acct}/withdraw", withdraw_body("400.00"), OWNER)

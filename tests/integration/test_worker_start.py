@@ -235,23 +235,24 @@ async def test_created_topics_have_the_partitions_and_the_changelog_compacts(
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from app.kafka_admin import prepare_topics
-    from app.topics import ACCOUNTS_TABLE, TIERS, TopicNames
+    from app.topics import ACCOUNTS_TABLE, APPLIED_IDS_TABLE, TIERS, TopicNames
 
     names = TopicNames(s.uid("topics") + ".")
-    await prepare_topics(services.kafka, names, 3)
+    await prepare_topics(services.kafka, names, 3, redelivery_window_hours=5)
     await prepare_topics(services.kafka, names, 3)  # a second worker: nothing to do
     counts = await topic_counts(services, names.all_created())
     assert counts == {t: 3 for t in names.all_created()}
     admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka)
     await admin.start()
     try:
-        changelog, tiers, trades = (
+        changelog, tiers, trades, ids = (
             names.changelog(ACCOUNTS_TABLE),
             names.name(TIERS),
             names.name("trades"),
+            names.changelog(APPLIED_IDS_TABLE),
         )
         answers = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t) for t in (changelog, tiers, trades)]
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in (changelog, tiers, trades, ids)]
         )
     finally:
         await admin.close()
@@ -263,3 +264,7 @@ async def test_created_topics_have_the_partitions_and_the_changelog_compacts(
     assert int(configs[changelog]["segment.bytes"]) == 64 << 20
     assert configs[tiers]["cleanup.policy"] == "compact"
     assert configs[trades]["cleanup.policy"] == "delete"
+    # Applied ids: kept for the redelivery window, then deleted (compaction alone keeps them).
+    assert set(configs[ids]["cleanup.policy"].split(",")) == {"compact", "delete"}
+    assert int(configs[ids]["retention.ms"]) == 5 * 3_600_000
+    assert int(configs[changelog]["retention.ms"]) != 5 * 3_600_000
