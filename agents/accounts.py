@@ -17,14 +17,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
+import weakref
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
 import faust
+import faust.streams as faust_streams
 
 from agents.dead_letters import send_dead_letter
+from app import durable
 from app.codec import WireError, dumps, loads_object
 from app.durable import send_durable
 from app.faust_app import FundedFlow
@@ -42,9 +48,12 @@ from domain.events import Command, InvalidEvent, TradeEvent, parse_command, pars
 from domain.money import format_cents
 from domain.policy import Refusal
 from domain.snapshots import snapshot, withdrawal_ids_in
+from domain.state import RECENT_IDS
 from domain.withdrawals import APPROVED, Withdrawal, archive_entry, read_archive_entry
 from tables.accounts import (
     OUTBOX_LIMIT,
+    Offsets,
+    Outbox,
     account_key,
     dump,
     legacy_ids,
@@ -54,6 +63,10 @@ from tables.accounts import (
 )
 
 log = logging.getLogger(__name__)
+
+# The worker's exit status when a batch fails for a reason that is not its inputs' (see
+# `register`): a supervisor restarts it and nothing was committed.
+EXIT_BATCH_FAILED = 70
 
 SETTLING_FACTS = frozenset({"withdrawal.completed", "withdrawal.failed", "withdrawal.rejected"})
 
@@ -75,8 +88,8 @@ def payout_requests(state: AccountState, facts: list[dict[str, Any]]) -> list[di
         if fact["type"] != "withdrawal.approved":
             continue
         w = state.withdrawals.get(fact["withdrawal_id"])
-        if w is None:
-            continue
+        if w is None or w.status != APPROVED:
+            continue  # settled later in the same batch: nothing to pay
         out.append({**payout_request(state, w), "approved_event_id": fact["event_id"]})
     return out
 
@@ -154,6 +167,46 @@ def invalid_request(reason: str) -> Outcome:
     return Outcome(None, reply=Reply.refuse(Refusal("invalid_request", reason[:500])))
 
 
+@dataclass
+class Pending:
+    """One account's part of a batch: its value as the batch's inputs leave it, and what its
+    flush sends and answers."""
+
+    account_id: str
+    # The account's latest input: table writes go to its partition (the account's).
+    event: faust.types.EventT[bytes]
+    state: AccountState | None
+    outbox: Outbox
+    offsets: Offsets
+    dirty: bool = False
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    archived: list[Withdrawal] = field(default_factory=list)
+    answers: list[tuple[str, Outcome]] = field(default_factory=list)
+    # Inputs applied since the value was last written.
+    applied: int = 0
+
+    def flushed(self) -> None:
+        self.dirty = False
+        self.applied = 0
+        self.facts = []
+        self.archived = []
+        self.answers = []
+
+
+@contextmanager
+def acting_for(event: faust.types.EventT[bytes]) -> Iterator[None]:
+    """Table reads and writes in the name of `event`: Faust's RocksDB store reads and writes
+    the database of the current event's partition, and a table sends its changelog record to
+    that partition. In a batch the stream's current event is the batch's last input, which
+    may be of another partition (faust-streaming issues #300, #497). Every input of an
+    account is on its partition."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
 class AccountProcessor:
     def __init__(self, ff: FundedFlow) -> None:
         self.ff = ff
@@ -171,27 +224,9 @@ class AccountProcessor:
         self.facts_published: Counter[str] = Counter()
         self.processed = 0
         self.rule_evaluations = 0
-
-    async def publish(
-        self,
-        account_id: str,
-        facts: list[dict[str, Any]],
-        state: AccountState | None,
-        archived: list[Withdrawal] | None = None,
-    ) -> None:
-        key = account_id.encode()
-        for fact in facts:
-            await send_durable(self.ff.topic(fact["type"]), key=key, value=dumps(fact))
-            self.facts_published[fact["type"]] += 1
-        if state is None:
-            return
-        for req in payout_requests(state, facts):
-            await send_durable(self.ff.topic(PAYOUT_REQUESTS), key=key, value=dumps(req))
-        # Also for a duplicate: if the first pass died before its snapshot was sent, the
-        # database would otherwise keep an old row until the account's next change. Rows only
-        # take newer versions, so an extra snapshot is harmless.
-        snap = snapshot(state, withdrawal_ids_in(facts), archived or [])
-        await send_durable(self.ff.topic(ACCOUNT_SNAPSHOTS), key=key, value=dumps(snap))
+        self.batches = 0
+        # Waits until every record sent so far is delivered (app/durable.py).
+        self.delivered: Callable[[], Awaitable[None]] = durable.delivered
 
     def resolve(self, event_id: str | None, outcome: Outcome) -> None:
         for waiter in self.waiters.pop(event_id, []) if event_id else []:
@@ -205,6 +240,39 @@ class AccountProcessor:
         self.resolve(event_id, invalid_request(reason))
 
     async def process(self, event: faust.types.EventT[bytes]) -> None:
+        """One input on its own: a batch of one."""
+        await self.process_batch([event])
+
+    async def process_batch(self, events: Sequence[faust.types.EventT[bytes]]) -> None:
+        """Apply a batch of inputs in order, grouped by account: each account's value is read
+        once and written (and snapshotted) once per batch, or once per RECENT_IDS applied
+        inputs; facts are sent as produced, each input's id is remembered as it is applied.
+
+        A value is written only once every record sent before it is delivered (`delivered`):
+        the applied ids and facts of the inputs it contains are then in Kafka, whatever
+        happens to the value's own record. Without that wait a SIGKILL could leave the worker's
+        local store holding a value whose inputs' ids died in the producer's buffer: read
+        again after the restart, those inputs are Kafka's redelivery (their offsets are in the
+        value) and their ids would never be remembered, so a producer's later redelivery of
+        one of them would be applied a second time (the long-history crash test lost 123 ids
+        per account that way). Waiting requests are answered once their account's value is
+        stored, so a read that follows its answer sees the change."""
+        self.batches += 1
+        pending: dict[str, Pending] = {}
+        for event in events:
+            # Faust's stores read and write the partition of the current event.
+            with acting_for(event):
+                await self.process_one(event, pending)
+        dirty = [account for account in pending.values() if account.dirty]
+        if dirty:
+            await self.delivered()
+        for account in pending.values():
+            with acting_for(account.event):
+                await self.flush(account)
+
+    async def process_one(
+        self, event: faust.types.EventT[bytes], pending: dict[str, Pending]
+    ) -> None:
         msg = event.message
         base = TRADES if msg.topic == self.ff.names.name(TRADES) else ACCOUNT_COMMANDS
         obj: dict[str, Any] | None = None
@@ -227,16 +295,14 @@ class AccountProcessor:
                 f"key_mismatch: key {key!r} is not account_id {account_id!r}",
             )
             return
-        # From the store itself: Table.get asks `in` and then reads, two RocksDB lookups.
-        raw = self.table.data.get(account_id)
-        state, outbox = load(raw)
-        offsets = load_offsets(raw)
-        for legacy_id, refusal in legacy_ids(raw):
-            # A value of the old format kept its applied ids inside: they move out once.
-            self.applied[account_key(account_id, legacy_id)] = Remembered(refusal).to_wire()
+        account = pending.get(account_id)
+        if account is None:
+            account = pending[account_id] = self.open(account_id, event)
+        account.event = event
         partition = f"{msg.topic}:{msg.partition}"
         source = f"{partition}:{msg.offset}"
-        outcome = self.apply(state, item, msg.offset <= offsets.get(partition, -1))
+        state = account.state
+        outcome = self.apply(state, item, msg.offset <= account.offsets.get(partition, -1))
         self.processed += 1
         if base == TRADES:
             self.rule_evaluations += 1
@@ -250,11 +316,15 @@ class AccountProcessor:
                 # The local store may be ahead of the changelog: a SIGKILL can take a table
                 # write still in the producer's buffer while RocksDB kept it. Writing the value
                 # again puts it in the changelog, where the other workers recover from.
-                self.table[account_id] = dump(state, outbox, offsets)
-            again = remembered_facts(outbox, item.event_id, source)
-            await self.publish(account_id, again, state)
+                account.dirty = True
+            again = remembered_facts(account.outbox, item.event_id, source)
+            # Sent again under the same ids; an approval among them asks for its payout again
+            # (the payout agent acts once per withdrawal, whatever the repeats).
+            account.facts.extend(again)
+            await self.send_facts(account_id, again)
         elif outcome.changed and outcome.state is not None:
-            # The id and the archive first, then the value that relies on them.
+            # The id and the archive now (a repeat later in the batch must find them), the
+            # value that relies on them at the end of the batch.
             if outcome.remember is not None:
                 self.applied[account_key(account_id, item.event_id)] = outcome.remember.to_wire()
             for w in outcome.archive:
@@ -262,16 +332,61 @@ class AccountProcessor:
                     account_id, w
                 )
             if outcome.facts:
-                outbox.append([item.event_id, source, outcome.facts])
-            offsets[partition] = msg.offset
-            self.table[account_id] = dump(outcome.state, outbox[-OUTBOX_LIMIT:], offsets)
-            await self.publish(account_id, outcome.facts, outcome.state, outcome.archive)
-        self.resolve(item.event_id, outcome)
-        if outcome.changed and outcome.state is not None:
-            self.settle_watchers(outcome.state, outcome.facts, outcome.archive)
-            self.payout_watch.note(outcome.state)
-        elif state is not None:
+                account.outbox.append([item.event_id, source, outcome.facts])
+                del account.outbox[:-OUTBOX_LIMIT]
+            account.offsets[partition] = msg.offset
+            account.state = outcome.state
+            account.dirty = True
+            account.facts.extend(outcome.facts)
+            account.archived.extend(outcome.archive)
+            await self.send_facts(account_id, outcome.facts)
+        account.answers.append((item.event_id, outcome))
+        if outcome.changed:
+            account.applied += 1
+            if account.applied >= RECENT_IDS:
+                # The value names its last RECENT_IDS inputs: writing it at least that often
+                # leaves every applied input's id, in order, in the changelog.
+                await self.delivered()
+                await self.flush(account)
+
+    def open(self, account_id: str, event: faust.types.EventT[bytes]) -> Pending:
+        """The account's value, read once for the batch (from the store itself: Table.get asks
+        `in` and then reads, two RocksDB lookups)."""
+        raw = self.table.data.get(account_id)
+        state, outbox = load(raw)
+        for legacy_id, refusal in legacy_ids(raw):
+            # A value of the old format kept its applied ids inside: they move out once.
+            self.applied[account_key(account_id, legacy_id)] = Remembered(refusal).to_wire()
+        return Pending(account_id, event, state, outbox, load_offsets(raw))
+
+    async def send_facts(self, account_id: str, facts: list[dict[str, Any]]) -> None:
+        key = account_id.encode()
+        for fact in facts:
+            await send_durable(self.ff.topic(fact["type"]), key=key, value=dumps(fact))
+            self.facts_published[fact["type"]] += 1
+
+    async def flush(self, account: Pending) -> None:
+        """The end of an account's batch: its value, its payout requests and its snapshot, then
+        the answers to the requests waiting on its inputs."""
+        state = account.state
+        if state is not None and account.dirty:
+            self.table[account.account_id] = dump(state, account.outbox, account.offsets)
+        if state is not None and account.dirty:
+            key = account.account_id.encode()
+            for req in payout_requests(state, account.facts):
+                await send_durable(self.ff.topic(PAYOUT_REQUESTS), key=key, value=dumps(req))
+            # Also for a duplicate: if the first pass died before its snapshot was sent, the
+            # database would otherwise keep an old row until the account's next change. Rows
+            # only take newer versions, so an extra snapshot is harmless.
+            snap = snapshot(state, withdrawal_ids_in(account.facts), account.archived)
+            await send_durable(self.ff.topic(ACCOUNT_SNAPSHOTS), key=key, value=dumps(snap))
+        for event_id, outcome in account.answers:
+            self.resolve(event_id, outcome)
+        if state is not None:
+            if account.facts or account.archived:
+                self.settle_watchers(state, account.facts, account.archived)
             self.payout_watch.note(state)
+        account.flushed()
 
     def apply(
         self, state: AccountState | None, item: Command | TradeEvent, redelivered: bool
@@ -339,14 +454,73 @@ class AccountProcessor:
                     fut.set_result(w.to_wire(state.account_id))
 
 
+def ready_event(stream: faust.StreamT[bytes]) -> bool:
+    """Whether the stream's next input is already queued and will be handed out at once: an
+    event of the current consumer generation, with the flow running (the stream skips any
+    other, and would then wait for a new input)."""
+    queued = getattr(getattr(stream.channel, "queue", None), "_queue", None)
+    if not queued:
+        return False
+    message = getattr(queued[0], "message", None)
+    app = stream.app
+    return (
+        message is not None
+        and message.generation_id == app.consumer_generation_id
+        and app.flow_control.is_active()
+    )
+
+
+class BatchProcessor(Protocol):
+    async def process_batch(self, events: Sequence[faust.types.EventT[bytes]]) -> None: ...
+
+
+async def run_batches(
+    stream: faust.StreamT[bytes], processor: BatchProcessor, batch_max: int
+) -> None:
+    """The account agent's loop: each input that arrives, with the inputs already queued
+    behind it (up to `batch_max`), is one batch; its inputs are acknowledged only once the
+    batch is processed. A quiet stream makes batches of one, so batching adds no wait; a
+    backlog makes full ones.
+
+    Not `Stream.take_events`: in faust-streaming 0.15.3 its buffer is shared with the task
+    that fills it, and after a timed-out wait that task can append inputs while a batch is
+    being processed; the batch's end then acknowledges them unprocessed (the long-history
+    crash test lost about 67 inputs per partition that way). Here the inputs are taken from
+    the stream in the agent's own task, without acks (`noack`), and acknowledged by hand.
+    """
+    # StreamT does not declare noack; the stream an agent gets is a Stream.
+    inputs = cast("faust_streams.Stream[bytes]", stream).noack()
+    events = cast(AsyncIterator[faust.types.EventT[bytes]], inputs.events())
+    async for first in events:
+        batch = [first]
+        while len(batch) < batch_max and ready_event(inputs):
+            batch.append(await anext(events))
+        try:
+            await processor.process_batch(batch)
+        except Exception:
+            # Nothing of the batch is acknowledged, so no offset past it is committed. What
+            # reaches here is not an input's fault (those are dead-lettered one by one): stop
+            # the process, and the inputs are read again after the restart.
+            log.critical("account batch failed: the worker stops", exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_BATCH_FAILED)
+        for event in batch:
+            await inputs.ack(event)
+
+
 def register(ff: FundedFlow) -> None:
     processor = AccountProcessor(ff)
     ff.extras["account_processor"] = processor
 
+    batch_max = ff.settings.batch_max
+    # Table writes go through Faust's producer buffer, which the stream stops to drain (with a
+    # warning) past `max_messages` records: a batch writes one applied id per input and one
+    # value per 64 inputs of an account, so the buffer is let hold a few batches.
+    ff.app.producer.buffer.max_messages = max(ff.app.producer.buffer.max_messages, 4 * batch_max)
+
     @ff.app.agent(ff.topic("account-inputs"), name="accounts")
     async def accounts(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await processor.process(event)
+        await run_batches(stream, processor, batch_max)
 
     @processor.table.on_recover  # type: ignore[untyped-decorator]
     async def sweep_after_recovery() -> None:

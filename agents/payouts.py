@@ -40,7 +40,7 @@ BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)
 class Gateway(Protocol):
     """What the payout agent needs of Stripe (app/stripe_payouts.py's PayoutGateway)."""
 
-    async def find_existing(self, withdrawal_id: str) -> str | None: ...
+    async def find_existing(self, withdrawal_id: str, account_id: str) -> str | None: ...
 
     async def transfer(
         self,
@@ -77,7 +77,7 @@ class PayoutWorker:
         wid = w.withdrawal_id
         for delay in (*BACKOFF_SECONDS, None):
             try:
-                existing = await gateway.find_existing(wid)
+                existing = await gateway.find_existing(wid, state.account_id)
                 if existing is not None:
                     return TransferMade(existing)
                 return await gateway.transfer(

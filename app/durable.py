@@ -124,6 +124,12 @@ def install() -> None:
     _installed = True
 
 
+async def delivered() -> None:
+    """Wait until every record sent so far (tracked) is delivered; raise `DeliveryFailed` if
+    one was not. The account agent waits for it before it stores a value (agents/accounts.py)."""
+    await UNSENT.drain()
+
+
 async def send_durable(topic: Any, *, key: bytes | None, value: bytes, **extra: Any) -> None:
     """Send a record from an agent, now, and hold the next commit until it is delivered."""
     track(await topic.send(key=key, value=value, force=True, **extra))

@@ -48,6 +48,8 @@ class Settings:
     # event_id at a new offset changes nothing within it; Kafka's own redelivery is recognised
     # exactly whatever its age, by the input offsets in the account's value).
     redelivery_window_hours: int = 72
+    # The account agent's batches: an input and at most this many minus one queued behind it.
+    batch_max: int = 500
     data_dir: Path = Path("./var")
     # Prefix for every topic name; empty in production, unique per test run.
     topic_prefix: str = ""
@@ -75,6 +77,7 @@ class Settings:
             redelivery_window_hours=_int(
                 e, "FUNDEDFLOW_REDELIVERY_WINDOW_HOURS", d.redelivery_window_hours
             ),
+            batch_max=_int(e, "FUNDEDFLOW_BATCH_MAX", d.batch_max),
             data_dir=Path(_opt(e, "DATA_DIR") or str(d.data_dir)),
             topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
             db_schema=_opt(e, "FUNDEDFLOW_DB_SCHEMA"),

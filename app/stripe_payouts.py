@@ -46,11 +46,14 @@ class PayoutGateway:
         """Close the HTTP session (else aiohttp reports it unclosed at every stop)."""
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
-    async def find_existing(self, withdrawal_id: str) -> str | None:
-        """A transfer already made for this withdrawal, found through its transfer group.
+    async def find_existing(self, withdrawal_id: str, account_id: str) -> str | None:
+        """A transfer already made for this withdrawal of this account, found through its
+        transfer group.
 
         Stripe forgets idempotency keys after 24 hours; this look-up is what keeps a very late
-        retry from paying twice.
+        retry from paying twice. A transfer counts only if its metadata names both the
+        withdrawal and the account: withdrawal ids on the command topic are the caller's, and
+        another account's transfer under the same id must never settle this one unpaid.
         """
         try:
             page = await self._client.v1.transfers.list_async(
@@ -66,7 +69,10 @@ class PayoutGateway:
             # A StripeObject is not a dict (stripe >= 13: `.get` raises AttributeError).
             data: dict[str, Any] = transfer.to_dict()
             metadata = data.get("metadata") or {}
-            if str(metadata.get("withdrawal_id", "")) == withdrawal_id:
+            if (
+                str(metadata.get("withdrawal_id", "")) == withdrawal_id
+                and str(metadata.get("account_id", "")) == account_id
+            ):
                 return str(data["id"])
         return None
 

@@ -124,6 +124,27 @@ def _seek_before_resuming_streams() -> None:
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
 
 
+def _log_gaps() -> None:
+    """Log every offset range Faust's consumer counts as acknowledged without reading it."""
+    from faust.transport.consumer import Consumer
+
+    original = Consumer._add_gap
+
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        log.warning(
+            "consumer gap on %s: offsets %d-%d counted as done without being read "
+            "(read offset %s, committed %s)",
+            tp,
+            offset_from,
+            offset_to,
+            self._read_offset.get(tp),
+            self._committed_offset.get(tp),
+        )
+        await original(self, tp, offset_from, offset_to)
+
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+
+
 class Worker(faust.Worker):
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
@@ -160,6 +181,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _seek_before_resuming_streams()
+    _log_gaps()
     ff = build_app(settings)
     worker = Worker(ff.app, loglevel=loglevel)
     worker.execute_from_commandline()

@@ -56,6 +56,10 @@ def metrics_text(ctx: WebContext) -> str:
         "# HELP fundedflow_events_processed_total Inputs applied by the account agent.",
         "# TYPE fundedflow_events_processed_total counter",
         f"fundedflow_events_processed_total {proc.processed}",
+        "# HELP fundedflow_account_batches_total Batches the account agent processed (an input"
+        " and those queued behind it).",
+        "# TYPE fundedflow_account_batches_total counter",
+        f"fundedflow_account_batches_total {proc.batches}",
         "# HELP fundedflow_rule_evaluations_total Rule checks (one per trade event).",
         "# TYPE fundedflow_rule_evaluations_total counter",
         f"fundedflow_rule_evaluations_total {proc.rule_evaluations}",

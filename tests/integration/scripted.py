@@ -29,7 +29,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -116,11 +116,16 @@ def generate(
     doomed: Iterable[int] = (),
     seed: int = SEED,
     trades_per_account: tuple[int, int] = TRADES_PER_ACCOUNT,
+    history: int = 0,
+    redeliveries: float = 0.015,
 ) -> None:
     """The account's inputs, decided against a shadow state so that most of them make sense.
 
     With `refusals`, some requests ask for more than is withdrawable (refused, changing
-    nothing), each followed at once by an accepted one on the same topic.
+    nothing), each followed at once by an accepted one on the same topic. The first `history`
+    trades come before anything else: trade events only (one topic, so they can be published
+    as one backlog), with small P&L that keeps the account near its start. After them, a
+    trade is a producer's redelivery of any earlier one with probability `redeliveries`.
     """
     rng = random.Random(seed * 1000 + index)
     acct, user = script.account_id, script.user_id
@@ -159,6 +164,10 @@ def generate(
 
     def next_id(kind: str) -> str:
         counters[kind] += 1
+        if kind == "w":
+            # Withdrawal ids name their account: the Stripe double outlives one test, and its
+            # transfers are found by withdrawal id.
+            return f"w-{acct}-{counters[kind]}"
         return f"{kind}-{index}-{counters[kind]}"
 
     n_trades = rng.randint(*trades_per_account)
@@ -168,6 +177,10 @@ def generate(
     while trades < n_trades:
         assert state is not None
         r = rng.random()
+        if trades < history:
+            trades += 1
+            add(TRADES, _history_trade(state, rng, next_id, format_ts(stamp())))
+            continue
         pending = [w for w in state.withdrawals.values() if w.status == "pending"]
         if pending and r < 0.08:
             w = pending[0]
@@ -195,7 +208,7 @@ def generate(
             assert out.changed, out
             continue
         trades += 1
-        if sent_trades and r > 0.985:
+        if sent_trades and r > 1 - redeliveries:
             add(TRADES, rng.choice(sent_trades))  # a producer's redelivery: changes nothing
             continue
         at = format_ts(stamp())
@@ -244,6 +257,26 @@ def generate(
             wire = s.closed(acct, pid, _money(realized), next_id("t"))
         add(TRADES, {**wire, "occurred_at": at})
     script.applied_total = applied
+
+
+def _history_trade(
+    state: AccountState, rng: random.Random, next_id: Callable[[str], str], at: str
+) -> dict[str, Any]:
+    """One trade of a long history: at most three positions, P&L in hundreds of dollars and
+    closes that pull the realized P&L back towards zero, so no rule ever breaks."""
+    acct = state.account_id
+    n_open = len(state.positions)
+    r = rng.random()
+    if n_open == 0 or (n_open < 3 and r < 0.2):
+        wire = s.opened(acct, next_id("p"), "1000.00", next_id("t"))
+    elif r < 0.8:
+        pid = rng.choice(sorted(state.positions))
+        wire = s.updated(acct, pid, _money(rng.randint(-300_00, 300_00)), None, next_id("t"))
+    else:
+        pid = rng.choice(sorted(state.positions))
+        realized = -state.realized_pnl_cents // 4 + rng.randint(-100_00, 100_00)
+        wire = s.closed(acct, pid, _money(realized), next_id("t"))
+    return {**wire, "occurred_at": at}
 
 
 def _money(cents: int) -> str:

@@ -14,6 +14,7 @@ default 60 s, the restarted worker waits that long for its dead predecessor to l
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -150,6 +151,121 @@ async def test_sigkill_mid_stream_then_restart(
         f"stripe requests {double.requests}; changelog records {tail.records}, "
         f"went back {tail.went_back or 'never'}; publisher blocked rounds "
         f"{publisher.blocked_rounds}; total {time.monotonic() - started:.1f}s"
+    )
+    assert not tail.went_back, f"changelog moved an account backwards: {tail.went_back}"
+
+
+LONG_ACCOUNTS = 3
+# Trades each account applies before the rest of its script: past the 20,000 applied events of
+# the hot-path issue's long-history accounts.
+LONG_HISTORY = 20_000
+LONG_REST = 120
+
+
+async def test_sigkill_on_long_history_accounts_with_producer_redeliveries(
+    setup: tuple[Kafka, Worker], double: StripeDouble
+) -> None:
+    """Accounts past 20,000 applied events, killed twice: once while the worker works through
+    their history as one backlog (large batches, one value write per 64 inputs of an account),
+    once in the rest of their script, where one trade in ten is a producer's redelivery of an
+    earlier one, most of them thousands of inputs old. The outcome is the pure replay's."""
+    kafka, worker = setup
+    started = time.monotonic()
+    partitions = int(worker.env["TOPIC_PARTITIONS"])
+    tail = ChangelogTail(kafka.services, f"{kafka.prefix}fundedflow-accounts-changelog", partitions)
+    tail_task = asyncio.create_task(tail.run())
+    try:
+        scripts = await activate_all(kafka, tail, LONG_ACCOUNTS, "long")
+        for i, sc in enumerate(scripts):
+            total = LONG_HISTORY + LONG_REST
+            generate(
+                sc,
+                i,
+                refusals=True,
+                trades_per_account=(total, total),
+                history=LONG_HISTORY,
+                redeliveries=0.1,
+            )
+            assert all(inp.topic == TRADES for inp in sc.inputs[:LONG_HISTORY])
+        history = [
+            (TRADES, sc.account_id, sc.inputs[k].value)
+            for k in range(LONG_HISTORY)
+            for sc in scripts
+        ]
+        # Redeliveries after the history: inputs repeating an earlier input's bytes.
+        old_repeats = 0
+        for sc in scripts:
+            early = {inp.value for inp in sc.inputs[: LONG_HISTORY - 64]}
+            old_repeats += sum(1 for inp in sc.inputs[LONG_HISTORY:] if inp.value in early)
+        assert old_repeats >= 10, old_repeats
+
+        # 1. The history as one backlog, and a SIGKILL while it is being applied.
+        sending = asyncio.create_task(kafka.send_many(history))
+
+        def under_way() -> bool:
+            kafka.check_workers()
+            return tail.total() >= LONG_ACCOUNTS + 0.4 * len(history)
+
+        await wait_until(under_way, timeout=240, interval=0.05, what="the history under way")
+        first_kill = tail.total()
+        worker.kill()
+        await sending
+        await asyncio.sleep(1.0)
+        worker.start()
+        await worker.wait_ready()
+
+        def history_applied() -> bool:
+            kafka.check_workers()
+            return all(tail.applied.get(sc.account_id, 0) > LONG_HISTORY for sc in scripts)
+
+        await wait_until(history_applied, timeout=240, interval=0.1, what="the whole history")
+        history_done = time.monotonic() - started
+
+        # 2. The rest: withdrawals, decisions, redeliveries; a SIGKILL half-way.
+        publisher = Publisher(kafka, tail, scripts)
+        for sc in scripts:
+            publisher.next[sc.account_id] = LONG_HISTORY
+        publisher.published = len(history)
+        publishing = asyncio.create_task(publisher.run())
+        rest = publisher.total - len(history)
+
+        def half_way() -> bool:
+            kafka.check_workers()
+            return publisher.published >= len(history) + rest // 2
+
+        await wait_until(half_way, timeout=120, interval=0.05, what="the rest under way")
+        worker.kill()
+        await asyncio.sleep(1.0)
+        worker.start()
+        await worker.wait_ready()
+        await asyncio.wait_for(publishing, timeout=180)
+        await wait_caught_up(kafka, tail, scripts, timeout=120)
+        accounts, fact_records, dlq_records = await read_outcome(kafka)
+        remembered = await kafka.read_all([], [f"{kafka.prefix}fundedflow-applied-ids-changelog"])
+    finally:
+        tail_task.cancel()
+        await asyncio.gather(tail_task, return_exceptions=True)
+
+    verdict = verify(scripts, tail, accounts, fact_records, dlq_records, double, kafka.prefix)
+    # Every applied input's id is in the applied-ids changelog, the inputs around both kills
+    # included: a producer's redelivery of any of them stays a duplicate for the window.
+    keys = {json.loads(key) for _, key, value, _ in remembered if key is not None and value}
+    unremembered = {
+        sc.account_id: [eid for eid in sc.applied_ids[1:] if f"{sc.account_id}/{eid}" not in keys]
+        for sc in scripts
+    }
+    assert not any(unremembered.values()), {a: (len(m), m[:5]) for a, m in unremembered.items()}
+    assert all(
+        exp.state.version > LONG_HISTORY and exp.state.is_active
+        for exp in verdict.expected.values()
+    )
+    assert verdict.statuses["completed"] >= 3, verdict.statuses
+    print(
+        f"\nlong-history crash test: {len(history)} history trades on {LONG_ACCOUNTS} accounts "
+        f"(killed at {first_kill} applied), history applied after {history_done:.1f}s; "
+        f"{rest} inputs after it with {old_repeats} redeliveries of old inputs; withdrawals "
+        f"{dict(verdict.statuses)}; duplicate facts {dict(verdict.duplicates) or 0}; "
+        f"changelog records {tail.records}; total {time.monotonic() - started:.1f}s"
     )
     assert not tail.went_back, f"changelog moved an account backwards: {tail.went_back}"
 

@@ -187,7 +187,7 @@ async def test_transfer_group_lookup_against_stripe_mock(services: Services) -> 
     gateway = PayoutGateway("sk_test_123", services.stripe_api_base)
     try:
         # stripe-mock answers a fixture transfer without our metadata: not ours, none yet.
-        assert await gateway.find_existing("w-lookup-1") is None
+        assert await gateway.find_existing("w-lookup-1", "fa_1") is None
         made = await gateway.transfer(
             withdrawal_id="w-lookup-1",
             account_id="fa_1",
@@ -201,12 +201,34 @@ async def test_transfer_group_lookup_against_stripe_mock(services: Services) -> 
     assert made.transfer_id.startswith("tr_")
 
 
+async def test_lookup_ignores_another_accounts_transfer_under_the_same_withdrawal_id(
+    double: StripeDouble,
+) -> None:
+    """Withdrawal ids on the command topic are the caller's: a transfer another account got
+    under the same id is not this account's payout (it would settle the withdrawal unpaid)."""
+    wid = s.uid("w-shared")
+    gateway = PayoutGateway("sk_test_123", f"http://127.0.0.1:{double.port}")
+    try:
+        made = await gateway.transfer(
+            withdrawal_id=wid,
+            account_id="fa_other",
+            user_id="usr_other",
+            amount_cents=500_00,
+            destination="acct_1Other",
+        )
+        assert isinstance(made, TransferMade)
+        assert await gateway.find_existing(wid, "fa_other") == made.transfer_id
+        assert await gateway.find_existing(wid, "fa_mine") is None
+    finally:
+        await gateway.close()
+
+
 async def test_unreachable_stripe_is_a_transient_error() -> None:
     """Connection refused (nothing listens): retried later, never taken for a refusal."""
     gateway = PayoutGateway("sk_test_123", f"http://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(TransientStripeError):
-            await gateway.find_existing("w-refused-1")
+            await gateway.find_existing("w-refused-1", "fa_1")
         with pytest.raises(TransientStripeError):
             await gateway.transfer(
                 withdrawal_id="w-refused-1",

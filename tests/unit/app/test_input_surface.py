@@ -576,7 +576,7 @@ def test_the_tier_validator_takes_anything(case: tuple[Any, bytes]) -> None:
 class RecordingGateway:
     transfers: list[dict[str, Any]] = field(default_factory=list)
 
-    async def find_existing(self, withdrawal_id: str) -> str | None:
+    async def find_existing(self, withdrawal_id: str, account_id: str) -> str | None:
         return None
 
     async def transfer(self, **kw: Any) -> TransferMade:
