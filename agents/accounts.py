@@ -482,11 +482,14 @@ async def run_batches(
     batch is processed. A quiet stream makes batches of one, so batching adds no wait; a
     backlog makes full ones.
 
-    Not `Stream.take_events`: in faust-streaming 0.15.3 its buffer is shared with the task
-    that fills it, and after a timed-out wait that task can append inputs while a batch is
-    being processed; the batch's end then acknowledges them unprocessed (the long-history
-    crash test lost about 67 inputs per partition that way). Here the inputs are taken from
-    the stream in the agent's own task, without acks (`noack`), and acknowledged by hand.
+    Not `Stream.take_events`: it waits up to `within` for a batch to fill, a delay on every
+    rule's answer under light load, and its buffer is shared with the task that fills it.
+    Reading faust-streaming 0.15.3, after a timed-out wait that task may append inputs while
+    a batch is being processed, and the batch's end acknowledges everything in the buffer (a
+    race read in the code, not observed: the inputs the long-history crash test seemed to
+    lose under take_events turned out to be the delivery hole `process_batch` closes). Here
+    the inputs are taken from the stream in the agent's own task, without acks (`noack`), and
+    acknowledged by hand once their batch is done.
     """
     # StreamT does not declare noack; the stream an agent gets is a Stream.
     inputs = cast("faust_streams.Stream[bytes]", stream).noack()
