@@ -67,7 +67,8 @@ def make_input(op: tuple[int, int, int, int], history: list[Input]) -> Input:
         **template,
         "account_id": account,
         "withdrawal_id": wid,
-        "event_id": f"{template['type']}:{wid}",
+        # Command ids name their account, as the HTTP layer's do (waiters are keyed by id).
+        "event_id": f"{template['type']}:{account}:{wid}",
     }
     if "amount" in obj:
         obj["amount"] = f"{100 + amount}.00"
