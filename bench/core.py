@@ -124,8 +124,75 @@ def measure_one(events: int, history: int, accounts_n: int) -> dict[str, Any]:
     }
 
 
+def measure_batched(events: int, per_batch: int, accounts_n: int = 5) -> dict[str, Any]:
+    """Microseconds per trade event on the batched agent's path (agents/accounts.py
+    `process_batch`), `per_batch` inputs of an account at a time: the value decoded and loaded
+    once, each input parsed and applied, the value dumped and encoded and the snapshot made
+    once; the facts encoded as they come. `per_batch` 1 is the young mix's case (one input per
+    account per batch), 64 the most an account gets between two value writes."""
+    run = f"corebatch{per_batch}x{accounts_n}"
+    accounts = make_accounts(run, "core", 0, accounts_n)
+    mix = TradeMix(accounts, run=run, seed=5, pnl_band_cents=LONG_HISTORY_BAND_CENTS)
+    codec = codecs.get_codec("json")
+    values = {
+        a.account_id: codec.dumps(_activated(a.account_id, a.user_id, a.assessment_id))
+        for a in accounts
+    }
+    for _ in range(10 * len(accounts)):
+        acct, event = mix.next()
+        new, _ = _apply(codec.loads(values[acct]), dumps(event))
+        values[acct] = codec.dumps(new)
+    # Each account's inputs in runs of `per_batch`, as a batch groups them.
+    per_account: dict[str, list[bytes]] = {a.account_id: [] for a in accounts}
+    while sum(len(v) for v in per_account.values()) < events:
+        acct, event = mix.next()
+        per_account[acct].append(dumps(event))
+    clock = time.perf_counter
+    load_s = apply_s = store_s = 0.0
+    applied = 0
+    for acct, raws in per_account.items():
+        for start in range(0, len(raws), per_batch):
+            chunk = raws[start : start + per_batch]
+            t0 = clock()
+            state, outbox = load(codec.loads(values[acct]))
+            t1 = clock()
+            facts: list[dict[str, Any]] = []
+            for raw in chunk:
+                item = parse_trade(loads_object(raw))
+                outcome = step(state, item, MEMORY)
+                MEMORY.record(item, outcome)
+                assert outcome.state is not None
+                state = outcome.state
+                if outcome.facts:
+                    outbox.append([item.event_id, "trades:0:0", outcome.facts])
+                for fact in outcome.facts:
+                    dumps(fact)
+                facts.extend(outcome.facts)
+            t2 = clock()
+            assert state is not None
+            values[acct] = codec.dumps(dump(state, outbox[-OUTBOX_LIMIT:]))
+            dumps(snapshot(state, withdrawal_ids_in(facts)))
+            t3 = clock()
+            load_s += t1 - t0
+            apply_s += t2 - t1
+            store_s += t3 - t2
+            applied += len(chunk)
+    total = load_s + apply_s + store_s
+    return {
+        "inputs_per_account_per_batch": per_batch,
+        "events": applied,
+        "us_per_event": {
+            "load_value_once_per_batch": round(load_s / applied * 1e6, 1),
+            "parse_apply_and_facts": round(apply_s / applied * 1e6, 1),
+            "store_value_and_snapshot_once_per_batch": round(store_s / applied * 1e6, 1),
+        },
+        "us_per_event_total": round(total / applied * 1e6, 1),
+    }
+
+
 def measure(events: int = 5_000) -> dict[str, Any]:
-    """The per-event cost on young accounts, and on accounts with a long history."""
+    """The per-event cost on young accounts, on accounts with a long history, and on the
+    batched agent's path for 1, 8 and 64 inputs of an account per batch."""
     young = measure_one(events, 10, max(1, events // 50))
     growth = {
         str(h): {
@@ -135,7 +202,10 @@ def measure(events: int = 5_000) -> dict[str, Any]:
         for h in (100, 1_000, 10_000, 20_000)
         for r in [measure_one(max(200, events // 5), h, 5)]
     }
-    return {**young, "by_applied_events_before": growth}
+    batched = {
+        str(k): measure_batched(max(640, events // 2), k)["us_per_event_total"] for k in (1, 8, 64)
+    }
+    return {**young, "by_applied_events_before": growth, "batched_us_per_event": batched}
 
 
 if __name__ == "__main__":
