@@ -263,8 +263,7 @@ class AccountProcessor:
             # Faust's stores read and write the partition of the current event.
             with acting_for(event):
                 await self.process_one(event, pending)
-        dirty = [account for account in pending.values() if account.dirty]
-        if dirty:
+        if any(account.dirty for account in pending.values()):
             await self.delivered()
         for account in pending.values():
             with acting_for(account.event):
@@ -371,7 +370,6 @@ class AccountProcessor:
         state = account.state
         if state is not None and account.dirty:
             self.table[account.account_id] = dump(state, account.outbox, account.offsets)
-        if state is not None and account.dirty:
             key = account.account_id.encode()
             for req in payout_requests(state, account.facts):
                 await send_durable(self.ff.topic(PAYOUT_REQUESTS), key=key, value=dumps(req))

@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -52,6 +53,19 @@ STALL_SECONDS = 20
 # --- the test ------------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def following(kafka: Kafka, worker: Worker) -> AsyncIterator[ChangelogTail]:
+    """The accounts changelog followed for the duration of the block."""
+    partitions = int(worker.env["TOPIC_PARTITIONS"])
+    tail = ChangelogTail(kafka.services, f"{kafka.prefix}fundedflow-accounts-changelog", partitions)
+    task = asyncio.create_task(tail.run())
+    try:
+        yield tail
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest.fixture
 async def setup(
     services: Services,
@@ -80,10 +94,7 @@ async def test_sigkill_mid_stream_then_restart(
 ) -> None:
     kafka, worker = setup
     started = time.monotonic()
-    partitions = int(worker.env["TOPIC_PARTITIONS"])
-    tail = ChangelogTail(kafka.services, f"{kafka.prefix}fundedflow-accounts-changelog", partitions)
-    tail_task = asyncio.create_task(tail.run())
-    try:
+    async with following(kafka, worker) as tail:
         scripts = await activate_all(kafka, tail, ACCOUNTS, "crash")
         for i, sc in enumerate(scripts):
             generate(sc, i, refusals=True, doomed=DOOMED)
@@ -132,9 +143,6 @@ async def test_sigkill_mid_stream_then_restart(
         await publishing
         await wait_caught_up(kafka, tail, scripts)
         accounts, fact_records, dlq_records = await read_outcome(kafka)
-    finally:
-        tail_task.cancel()
-        await asyncio.gather(tail_task, return_exceptions=True)
 
     verdict = verify(scripts, tail, accounts, fact_records, dlq_records, double, kafka.prefix)
 
@@ -171,10 +179,7 @@ async def test_sigkill_on_long_history_accounts_with_producer_redeliveries(
     earlier one, most of them thousands of inputs old. The outcome is the pure replay's."""
     kafka, worker = setup
     started = time.monotonic()
-    partitions = int(worker.env["TOPIC_PARTITIONS"])
-    tail = ChangelogTail(kafka.services, f"{kafka.prefix}fundedflow-accounts-changelog", partitions)
-    tail_task = asyncio.create_task(tail.run())
-    try:
+    async with following(kafka, worker) as tail:
         scripts = await activate_all(kafka, tail, LONG_ACCOUNTS, "long")
         for i, sc in enumerate(scripts):
             total = LONG_HISTORY + LONG_REST
@@ -242,9 +247,6 @@ async def test_sigkill_on_long_history_accounts_with_producer_redeliveries(
         await wait_caught_up(kafka, tail, scripts, timeout=120)
         accounts, fact_records, dlq_records = await read_outcome(kafka)
         remembered = await kafka.read_all([], [f"{kafka.prefix}fundedflow-applied-ids-changelog"])
-    finally:
-        tail_task.cancel()
-        await asyncio.gather(tail_task, return_exceptions=True)
 
     verdict = verify(scripts, tail, accounts, fact_records, dlq_records, double, kafka.prefix)
     # Every applied input's id is in the applied-ids changelog, the inputs around both kills

@@ -497,7 +497,10 @@ def test_the_account_agent_takes_anything(
     if plainly_unfit(raw):
         assert rig.tables() == before and dead, raw[:300]
     if waiter is not None:
-        assert waiter.done(), "a waiting request must be answered at once"
+        assert waiter.done(), (
+            f"a waiting request must be answered at once: {base} key {key!r} "
+            f"claimed {claimed!r} input {raw[:400]!r}"
+        )
         processor.waiters.pop(claimed or "", None)
 
 
