@@ -229,7 +229,8 @@ class AccountProcessor:
         self.delivered: Callable[[], Awaitable[None]] = durable.delivered
 
     def resolve(self, event_id: str | None, outcome: Outcome) -> None:
-        for waiter in self.waiters.pop(event_id, []) if event_id else []:
+        # Any claimed id, the empty one included: a waiter keyed by "" is answered too.
+        for waiter in self.waiters.pop(event_id, []) if event_id is not None else []:
             if not waiter.done():
                 waiter.set_result(outcome)
 

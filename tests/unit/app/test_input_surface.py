@@ -504,6 +504,23 @@ def test_the_account_agent_takes_anything(
         processor.waiters.pop(claimed or "", None)
 
 
+def test_a_waiter_on_an_empty_claimed_id_is_answered(
+    account_rig: tuple[Rig, AccountProcessor],
+) -> None:
+    """The example Hypothesis found once in ~50 runs: a repeated `event_id` whose last value is
+    the empty string. The agent dead-letters it and answers the id it claims, even "" (a
+    falsy id was skipped before)."""
+    rig, processor = account_rig
+    body = json.dumps({**COMMAND_TEMPLATES[0], "withdrawal_id": "wd-empty"})
+    raw = body[:-1].encode() + b',"event_id":""}'
+    waiter: asyncio.Future[Any] = rig.loop.create_future()
+    processor.waiters[""] = [waiter]
+    rig.run(processor.process(rig.message(ACCOUNT_COMMANDS, ACCOUNT.encode(), raw)))  # type: ignore[arg-type]
+    assert waiter.done()
+    assert waiter.result().reply.code == "invalid_request"
+    assert "" not in processor.waiters
+
+
 def test_a_repeated_key_is_a_dead_letter_not_the_last_value(
     account_rig: tuple[Rig, AccountProcessor],
 ) -> None:
