@@ -19,6 +19,8 @@ FACT_TOPICS: tuple[str, ...] = (
     "funded-account.created",
     "funded-account.activated",
     "funded-account.closed",
+    "funded-account.locked",
+    "funded-account.unlocked",
     "rules.violation-detected",
     "rules.status-changed",
     "withdrawal.requested",

@@ -19,9 +19,13 @@ withdrawals, to keep once they leave the value). The value itself stays bounded
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import Decimal
 from typing import Any, Protocol
 
+from domain.daybook import open_book, roll
 from domain.events import (
     ActivateAccount,
     ApproveWithdrawal,
@@ -37,6 +41,7 @@ from domain.events import (
     TradeEvent,
 )
 from domain.facts import FactLog
+from domain.money import format_ratio
 from domain.policy import (
     AUTO_APPROVE_BELOW_CENTS,
     Code,
@@ -44,7 +49,22 @@ from domain.policy import (
     approval_refusal,
     request_refusal,
 )
-from domain.rules import RULES, VIOLATION, RuleReading
+from domain.rulepacks import (
+    ACTION_CLOSE,
+    ACTION_LOCK,
+    DAILY_LOSS,
+    MAX_LOSS,
+    Floor,
+    Reading,
+    daily_loss_floor,
+    drawdown_floor,
+    evidence_state,
+    formula_line,
+    make_evidence,
+    max_loss_floor,
+    risk_formula,
+)
+from domain.rules import DRAWDOWN, SAFE, VIOLATION
 from domain.state import (
     ACTIVE,
     CLOSED,
@@ -53,6 +73,8 @@ from domain.state import (
     AccountState,
     Position,
 )
+from domain.timestamps import format_ts
+from domain.tradingdays import DayClock
 from domain.withdrawals import (
     APPROVED,
     AUTO_APPROVED_BY,
@@ -68,6 +90,7 @@ from domain.withdrawals import (
 
 __all__ = [
     "ACCOUNT_CLOSED",
+    "DAILY_LOSS_LOCKED",
     "DUPLICATE_POSITION",
     "ILLEGAL_TRANSITION",
     "INVALID_EVENT",
@@ -81,9 +104,9 @@ __all__ = [
     "Memory",
     "Outcome",
     "Position",
+    "Reading",
     "Remembered",
     "Reply",
-    "RuleReading",
     "Withdrawal",
     "handle",
     "payout_due",
@@ -100,6 +123,8 @@ UNKNOWN_WITHDRAWAL = "unknown_withdrawal"
 ILLEGAL_TRANSITION = "illegal_transition"
 TRANSFER_MISMATCH = "transfer_mismatch"
 TOO_MANY_POSITIONS = "too_many_positions"
+# A daily loss that locks refuses new positions until the next reset (CONTRACT section 4a).
+DAILY_LOSS_LOCKED = "daily_loss_locked"
 
 # Refusal codes of commands that are not business rules (views map them to HTTP statuses).
 KEY_REUSED = "idempotency_key_reused"
@@ -114,6 +139,8 @@ class Remembered:
 
     refusal: tuple[str, str] | None = None
     terms: str | None = None
+    # A refused request's `details` (the failing payout gate), answered again on a repeat.
+    details: dict[str, Any] | None = None
     # The account's version the input made. An entry can outlive its value when a crash
     # keeps one table's changelog record and loses the other's: an entry newer than the
     # value, or one the value's recent ids contradict, names an input that is not applied.
@@ -127,6 +154,8 @@ class Remembered:
             wire["r"] = list(self.refusal)
         if self.terms is not None:
             wire["t"] = self.terms
+        if self.details is not None:
+            wire["d"] = self.details
         return wire
 
     @classmethod
@@ -136,10 +165,12 @@ class Remembered:
         refusal = data.get("r")
         terms = data.get("t")
         version = data.get("v")
+        details = data.get("d")
         return cls(
             refusal=(str(refusal[0]), str(refusal[1])) if isinstance(refusal, list) else None,
             terms=terms if isinstance(terms, str) else None,
             version=version if isinstance(version, int) else None,
+            details=details if isinstance(details, dict) else None,
         )
 
     def holds_for(self, state: AccountState, event_id: str) -> bool:
@@ -162,6 +193,7 @@ class Reply:
     withdrawal: dict[str, Any] | None = None
     code: str | None = None
     message: str | None = None
+    details: dict[str, Any] | None = None
 
     @classmethod
     def accept(cls, withdrawal: Withdrawal, account_id: str) -> Reply:
@@ -169,13 +201,19 @@ class Reply:
 
     @classmethod
     def refuse(cls, refusal: Refusal) -> Reply:
-        return cls(accepted=False, code=refusal.code, message=refusal.message)
+        return cls(
+            accepted=False, code=refusal.code, message=refusal.message, details=refusal.details
+        )
 
     def to_wire(self) -> dict[str, Any]:
-        """`{"withdrawal": {...}}` or the contract's error body."""
+        """`{"withdrawal": {...}}` or the contract's error body (with `details` when a payout
+        gate refused it)."""
         if self.accepted:
             return {"withdrawal": self.withdrawal}
-        return {"error": {"code": self.code, "message": self.message}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
 
 
 @dataclass
@@ -383,7 +421,9 @@ def _duplicate(
         # The same id (derived from the same Idempotency-Key) asking for something else.
         reply = _key_reused()
     elif seen.refusal is not None:
-        reply = Reply(accepted=False, code=seen.refusal[0], message=seen.refusal[1])
+        reply = Reply(
+            accepted=False, code=seen.refusal[0], message=seen.refusal[1], details=seen.details
+        )
     elif isinstance(message, RequestWithdrawal | ApproveWithdrawal | RejectWithdrawal):
         # Whoever waits on a redelivered command gets the withdrawal as it stands now.
         reply = _withdrawal_reply(state, message.withdrawal_id, archived)
@@ -418,6 +458,10 @@ def _activate(state: AccountState | None, cmd: ActivateAccount) -> Outcome:
         peak_balance_cents=start,
         updated_at=cmd.activated_at,
     )
+    terms = cmd.tier.terms
+    if terms is not None:
+        account.book = open_book(terms, cmd.activated_at)
+        account.rule_status = dict.fromkeys(terms.rule_names, SAFE)
     log = _log(account, cmd)
     log.account_created(cmd.assessment_id, cmd.tier.tier_id, start)
     log.account_activated(cmd.activated_at)
@@ -429,6 +473,7 @@ def _activate(state: AccountState | None, cmd: ActivateAccount) -> Outcome:
 
 def _trade(state: AccountState, event: TradeEvent) -> Outcome:
     position = state.positions.get(event.position_id)
+    book = state.book
     if isinstance(event, PositionOpened):
         if not state.is_active:
             return Outcome(state, dead_letter=ACCOUNT_CLOSED, detail="the account is closed")
@@ -444,6 +489,25 @@ def _trade(state: AccountState, event: TradeEvent) -> Outcome:
                 dead_letter=TOO_MANY_POSITIONS,
                 detail=f"an account holds at most {MAX_OPEN_POSITIONS} open positions",
             )
+        if book is not None and book.locked_until is not None and event.occurred_at < book.day_end:
+            return Outcome(
+                state,
+                dead_letter=DAILY_LOSS_LOCKED,
+                detail=f"no new position until {format_ts(book.locked_until)}",
+            )
+    elif position is None:
+        return Outcome(
+            state,
+            dead_letter=UNKNOWN_POSITION,
+            detail=f"position {event.position_id} is not open",
+        )
+
+    log = _log(state, event)
+    if state.is_active:
+        _roll(state, event.occurred_at, log)
+    # The figures just before the event (on the event's day): a breach's evidence.
+    before = _Figures(state.current_balance_cents, state.balance_cents, state.peak_balance_cents)
+    if isinstance(event, PositionOpened):
         state.positions[event.position_id] = Position(
             position_id=event.position_id,
             symbol=event.symbol,
@@ -454,13 +518,8 @@ def _trade(state: AccountState, event: TradeEvent) -> Outcome:
             unrealized_pnl_cents=0,
             opened_at=event.occurred_at,
         )
-    elif position is None:
-        return Outcome(
-            state,
-            dead_letter=UNKNOWN_POSITION,
-            detail=f"position {event.position_id} is not open",
-        )
     elif isinstance(event, PositionUpdated):
+        assert position is not None
         notional = position.notional_cents if event.notional_cents is None else event.notional_cents
         state.positions[event.position_id] = Position(
             position_id=position.position_id,
@@ -476,29 +535,185 @@ def _trade(state: AccountState, event: TradeEvent) -> Outcome:
         del state.positions[event.position_id]
         state.realized_pnl_cents += event.realized_pnl_cents
         state.closed_positions_count += 1
+    if book is not None and not isinstance(event, PositionUpdated):
+        book.day_traded = True
 
     state.peak_balance_cents = max(state.peak_balance_cents, state.current_balance_cents)
-    log = _log(state, event)
     if state.is_active:
         # A closed account is being liquidated: its balances move, its rules are over.
-        _check_rules(state, event, log)
+        _check_rules(state, event, log, before)
     return _commit(state, event, log)
 
 
-def _check_rules(state: AccountState, event: TradeEvent, log: FactLog) -> None:
-    readings = state.rules()
-    broken: list[str] = []
-    for rule in RULES:
+def _roll(state: AccountState, at: Any, log: FactLog) -> None:
+    """A rule-pack account moves to the day of `at` before an input of a later day is applied
+    (domain.daybook.roll); a lock that ran until the reset ends with it."""
+    terms = state.tier.terms
+    book = state.book
+    if terms is None or book is None or at < book.day_end:
+        return
+    until = book.locked_until
+    if roll(
+        book,
+        terms,
+        at,
+        realized_pnl_cents=state.realized_pnl_cents,
+        equity_cents=state.current_balance_cents,
+    ):
+        assert until is not None
+        log.account_unlocked(DAILY_LOSS, until)
+
+
+@dataclass(frozen=True)
+class _Figures:
+    equity_cents: int
+    balance_cents: int
+    peak_balance_cents: int
+
+
+def _check_rules(state: AccountState, event: TradeEvent, log: FactLog, before: _Figures) -> None:
+    statuses = state.rule_statuses()
+    rule_status = state.rule_status
+    if all(
+        status == rule_status[rule] and status != VIOLATION for rule, status in statuses.items()
+    ):
+        return  # the common case: no band moved, nothing broken
+    readings = state.readings()
+    closing: list[str] = []
+    locking: list[str] = []
+    for rule in state.rule_names:
         reading = readings[rule]
-        previous = state.rule_status[rule]
+        previous = rule_status[rule]
         if reading.status != previous:
-            log.rule_status_changed(reading, previous)
-            state.rule_status[rule] = reading.status
-        if reading.status == VIOLATION:
-            log.violation_detected(reading, trigger_event_id=event.event_id)
-            broken.append(rule)
-    if broken:
-        _close(state, f"rule_violation:{broken[0]}", event, log)
+            log.rule_status_changed(rule, reading, previous)
+            rule_status[rule] = reading.status
+        if reading.status != VIOLATION:
+            continue
+        action = _action(state, rule)
+        if action == ACTION_LOCK:
+            book = state.book
+            assert book is not None
+            if book.daily_breached:
+                continue  # a locked day's later losses cannot breach it twice
+            book.daily_breached = True
+            locking.append(rule)
+        else:
+            closing.append(rule)
+        evidence = _evidence(state, rule, reading, event, before)
+        log.violation_detected(rule, reading, event.event_id, action, evidence)
+    if closing:
+        _close(state, f"rule_violation:{closing[0]}", event, log)
+    elif locking:
+        book = state.book
+        assert book is not None
+        book.locked_until = book.day_end
+        log.account_locked(locking[0], book.day_end)
+
+
+def _action(state: AccountState, rule: str) -> str:
+    terms = state.tier.terms
+    return ACTION_CLOSE if terms is None else terms.action(rule)
+
+
+def _json_safe(value: Any) -> Any:
+    """A received JSON value with its exact decimals as strings (the codec reads a number with
+    a fraction as a Decimal; the published fact writes it as a string)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _rule_terms(state: AccountState, rule: str) -> dict[str, Any]:
+    tier = state.tier
+    pack = tier.rules
+    if pack is None:
+        if rule == DRAWDOWN:
+            assert tier.max_drawdown is not None
+            return {"max_drawdown": format_ratio(tier.max_drawdown)}
+        assert tier.max_risk_per_trade is not None
+        return {"max_risk_per_trade": format_ratio(tier.max_risk_per_trade)}
+    rule_obj = {MAX_LOSS: pack.max_loss, DAILY_LOSS: pack.daily_loss}.get(rule, pack.risk_per_trade)
+    assert rule_obj is not None
+    return rule_obj.to_wire()
+
+
+def _floor(state: AccountState, rule: str, peak_cents: int) -> Floor | None:
+    """The floor of a loss rule with its explanation, for a peak balance of `peak_cents`."""
+    tier = state.tier
+    pack = tier.rules
+    book = state.book
+    start = state.starting_balance_cents
+    if pack is None:
+        if rule != DRAWDOWN:
+            return None
+        assert tier.max_drawdown is not None
+        return drawdown_floor(peak_cents, tier.max_drawdown)
+    assert book is not None
+    if rule == MAX_LOSS and pack.max_loss is not None:
+        return max_loss_floor(
+            pack.max_loss,
+            starting_balance_cents=start,
+            highest_equity_cents=peak_cents,
+            highest_closed_day_balance_cents=book.highest_closed_balance_cents,
+            closed_day=book.highest_closed_day,
+        )
+    if rule == DAILY_LOSS and pack.daily_loss is not None:
+        return daily_loss_floor(
+            pack.daily_loss, anchor_cents=book.day_anchor_cents, starting_balance_cents=start
+        )
+    return None
+
+
+def _risk_limit(state: AccountState) -> Decimal:
+    pack = state.tier.rules
+    if pack is None or pack.risk_per_trade is None:
+        limit = state.tier.max_risk_per_trade
+        assert limit is not None
+        return limit
+    return pack.risk_per_trade.limit
+
+
+def _evidence(
+    state: AccountState, rule: str, reading: Reading, event: TradeEvent, before: _Figures
+) -> dict[str, Any]:
+    """A breach's evidence (CONTRACT section 4a): the trigger as received, the figures before
+    and after it, the rule's terms, the formula with its numbers, and their SHA-256."""
+    book = state.book
+    day: date = book.day if book is not None else DayClock().day_of(event.occurred_at)
+    anchor = book.day_anchor_cents if book is not None else None
+    equity = state.current_balance_cents
+    floor_after = _floor(state, rule, state.peak_balance_cents)
+    floor_before = _floor(state, rule, before.peak_balance_cents)
+    if floor_after is not None:
+        formula = formula_line(equity, floor_after)
+    else:
+        formula = risk_formula(state.max_notional_cents, equity, _risk_limit(state))
+    trigger = _json_safe(event.received) if event.received is not None else event.to_wire()
+    return make_evidence(
+        trigger=trigger,
+        before=evidence_state(
+            equity_cents=before.equity_cents,
+            balance_cents=before.balance_cents,
+            peak_balance_cents=before.peak_balance_cents,
+            day=day,
+            day_anchor_cents=anchor,
+            floor_cents=None if floor_before is None else floor_before.cents,
+        ),
+        after=evidence_state(
+            equity_cents=equity,
+            balance_cents=state.balance_cents,
+            peak_balance_cents=state.peak_balance_cents,
+            day=day,
+            day_anchor_cents=anchor,
+            floor_cents=None if floor_after is None else floor_after.cents,
+        ),
+        terms=_rule_terms(state, rule),
+        formula=formula,
+    )
 
 
 def _close(state: AccountState, reason: str, event: TradeEvent, log: FactLog) -> None:
@@ -530,6 +745,12 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
             state, reply=Reply.refuse(Refusal(Code.UNKNOWN_ACCOUNT, "no such funded account"))
         )
     existing = state.withdrawals.get(cmd.withdrawal_id) or archived
+    if existing is None and state.book is not None:
+        # The request is an input of its day: a later one rolls the account over first.
+        log = _log(state, cmd)
+        _roll(state, cmd.requested_at, log)
+    else:
+        log = None
     if existing is not None:
         # The same request under a new event id (e.g. a client retry): answer it again, unless
         # it asks for something else than the withdrawal its key named.
@@ -554,10 +775,14 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
         state.version += 1
         return Outcome(
             state,
+            facts=[] if log is None else log.facts,
             reply=Reply.refuse(refusal),
             changed=True,
             remember=Remembered(
-                refusal=(refusal.code, refusal.message), terms=_terms(cmd), version=state.version
+                refusal=(refusal.code, refusal.message),
+                terms=_terms(cmd),
+                version=state.version,
+                details=refusal.details,
             ),
         )
 
@@ -571,7 +796,8 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
         destination=cmd.destination,
         requested_at=cmd.requested_at,
     )
-    log = _log(state, cmd)
+    if log is None:
+        log = _log(state, cmd)
     log.withdrawal_requested(withdrawal)
     if not withdrawal.requires_review:
         withdrawal = transition(
@@ -659,6 +885,11 @@ def _payout_succeeded(state: AccountState, cmd: PayoutSucceeded) -> Outcome:
     )
     state.withdrawals[completed.withdrawal_id] = completed
     state.total_withdrawals_cents += completed.amount_cents
+    book = state.book
+    if book is not None:
+        last = book.last_payout_requested_at
+        if last is None or completed.requested_at > last:
+            book.last_payout_requested_at = completed.requested_at
     log = _log(state, cmd)
     log.withdrawal_completed(completed)
     if held is not None and held[0] == cmd.stripe_transfer_id:

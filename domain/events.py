@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -149,6 +149,8 @@ class PositionOpened:
     price: Decimal
     notional_cents: int
     occurred_at: datetime
+    # The event as received (parsed JSON), for a breach's evidence; not part of its identity.
+    received: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -173,6 +175,8 @@ class PositionUpdated:
     unrealized_pnl_cents: int
     notional_cents: int | None
     occurred_at: datetime
+    # The event as received (parsed JSON), for a breach's evidence; not part of its identity.
+    received: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -195,6 +199,8 @@ class PositionClosed:
     position_id: str
     realized_pnl_cents: int
     occurred_at: datetime
+    # The event as received (parsed JSON), for a breach's evidence; not part of its identity.
+    received: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -228,6 +234,7 @@ def _parse_opened(fields: FieldReader) -> PositionOpened:
         price=fields.price("price"),
         notional_cents=_notional(fields),
         occurred_at=fields.timestamp("occurred_at"),
+        received=fields.source,
     )
 
 
@@ -239,6 +246,7 @@ def _parse_updated(fields: FieldReader) -> PositionUpdated:
         unrealized_pnl_cents=fields.money("unrealized_pnl"),
         notional_cents=_notional(fields) if fields.has("notional") else None,
         occurred_at=fields.timestamp("occurred_at"),
+        received=fields.source,
     )
 
 
@@ -249,6 +257,7 @@ def _parse_closed(fields: FieldReader) -> PositionClosed:
         position_id=fields.string("position_id"),
         realized_pnl_cents=fields.money("realized_pnl"),
         occurred_at=fields.timestamp("occurred_at"),
+        received=fields.source,
     )
 
 

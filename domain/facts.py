@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.money import format_cents
-from domain.rules import RuleReading
+from domain.rulepacks import Reading
 from domain.timestamps import format_ts
 from domain.withdrawals import Withdrawal
 
@@ -20,6 +20,8 @@ __all__ = [
     "ACCOUNT_ACTIVATED",
     "ACCOUNT_CLOSED",
     "ACCOUNT_CREATED",
+    "ACCOUNT_LOCKED",
+    "ACCOUNT_UNLOCKED",
     "FACT_TYPES",
     "RULE_STATUS_CHANGED",
     "VIOLATION_DETECTED",
@@ -36,6 +38,8 @@ __all__ = [
 ACCOUNT_CREATED = "funded-account.created"
 ACCOUNT_ACTIVATED = "funded-account.activated"
 ACCOUNT_CLOSED = "funded-account.closed"
+ACCOUNT_LOCKED = "funded-account.locked"
+ACCOUNT_UNLOCKED = "funded-account.unlocked"
 VIOLATION_DETECTED = "rules.violation-detected"
 RULE_STATUS_CHANGED = "rules.status-changed"
 WITHDRAWAL_REQUESTED = "withdrawal.requested"
@@ -48,6 +52,8 @@ FACT_TYPES: tuple[str, ...] = (
     ACCOUNT_CREATED,
     ACCOUNT_ACTIVATED,
     ACCOUNT_CLOSED,
+    ACCOUNT_LOCKED,
+    ACCOUNT_UNLOCKED,
     VIOLATION_DETECTED,
     RULE_STATUS_CHANGED,
     WITHDRAWAL_REQUESTED,
@@ -119,30 +125,46 @@ class FactLog:
             },
         )
 
+    def account_locked(self, rule: str, until: datetime) -> None:
+        """A daily loss that locks: no new position until `until` (the next reset)."""
+        subject = f"{rule}/{format_ts(until)}"
+        self._emit(ACCOUNT_LOCKED, subject, {"rule": rule, "until": format_ts(until)})
+
+    def account_unlocked(self, rule: str, until: datetime) -> None:
+        """The lock that ran until `until` ended (the first input or read of the next day)."""
+        self._emit(ACCOUNT_UNLOCKED, f"{rule}/{format_ts(until)}", {"rule": rule})
+
     # rules.*
 
-    def violation_detected(self, reading: RuleReading, trigger_event_id: str) -> None:
+    def violation_detected(
+        self,
+        rule: str,
+        reading: Reading,
+        trigger_event_id: str,
+        action: str,
+        evidence: dict[str, Any],
+    ) -> None:
         self._emit(
             VIOLATION_DETECTED,
-            reading.rule,
+            rule,
             {
-                "rule": reading.rule,
-                "value": reading.value_text,
-                "threshold": reading.threshold_text,
+                "rule": rule,
+                **_reading_figures(reading),
                 "trigger_event_id": trigger_event_id,
+                "action": action,
+                "evidence": evidence,
             },
         )
 
-    def rule_status_changed(self, reading: RuleReading, previous_status: str) -> None:
+    def rule_status_changed(self, rule: str, reading: Reading, previous_status: str) -> None:
         self._emit(
             RULE_STATUS_CHANGED,
-            reading.rule,
+            rule,
             {
-                "rule": reading.rule,
+                "rule": rule,
                 "previous_status": previous_status,
                 "status": reading.status,
-                "value": reading.value_text,
-                "threshold": reading.threshold_text,
+                **_reading_figures(reading),
             },
         )
 
@@ -209,3 +231,9 @@ class FactLog:
                 "reversed_total": format_cents(withdrawal.reversed_cents),
             },
         )
+
+
+def _reading_figures(reading: Reading) -> dict[str, Any]:
+    """`value`, `threshold`, `remaining`, `floor` of a reading (CONTRACT section 4a)."""
+    wire = reading.to_wire()
+    return {key: wire[key] for key in ("value", "threshold", "remaining", "floor")}

@@ -34,6 +34,11 @@ class FieldReader:
         self._obj = obj
         self._error = error
 
+    @property
+    def source(self) -> Mapping[str, Any]:
+        """The object the fields are read from, as given."""
+        return self._obj
+
     def fail(self, code: str, detail: str) -> NoReturn:
         raise self._error(code, detail)
 

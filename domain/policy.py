@@ -9,10 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from domain.daybook import day_gates
 from domain.events import RequestWithdrawal
 from domain.money import format_cents
+from domain.rulepacks import GateResult
 from domain.state import AccountState
 from domain.withdrawals import REVIEW_FROM_CENTS, Withdrawal
 
@@ -24,6 +28,8 @@ __all__ = [
     "Code",
     "Refusal",
     "approval_refusal",
+    "eligibility",
+    "pack_gates",
     "request_refusal",
     "valid_destination",
 ]
@@ -56,6 +62,8 @@ class Code(StrEnum):
 class Refusal:
     code: str
     message: str
+    # The failing gate (`gate`, `passed`, `value`, `required`, `message`) of a payout gate.
+    details: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Keep a plain str (not the enum member) so stored and published forms are plain.
@@ -139,12 +147,95 @@ REQUEST_CHECKS: tuple[RequestCheck, ...] = (
 )
 
 
+def pack_gates(state: AccountState, at: datetime) -> list[GateResult]:
+    """The payout gates of the account's rule pack (CONTRACT section 4a) for a request at
+    `at`, in order; none for a legacy tier."""
+    terms = state.tier.terms
+    book = state.book
+    if terms is None or book is None:
+        return []
+    return day_gates(
+        book,
+        terms,
+        realized_pnl_cents=state.realized_pnl_cents,
+        activated_at=state.activated_at,
+        requested_at=at,
+    )
+
+
+def _gate_refusal(result: GateResult) -> Refusal:
+    return Refusal(result.code, result.message, details=result.to_wire())
+
+
 def request_refusal(state: AccountState, request: RequestWithdrawal) -> Refusal | None:
+    """The first check of section 5 that fails, then the first payout gate of the pack."""
     for check in REQUEST_CHECKS:
         refusal = check(state, request)
         if refusal is not None:
             return refusal
+    for result in pack_gates(state, request.requested_at):
+        if not result.passed:
+            return _gate_refusal(result)
     return None
+
+
+def _gate(gate: str, passed: bool, value: str, required: str, message: str) -> dict[str, Any]:
+    return {
+        "gate": gate,
+        "passed": passed,
+        "value": value,
+        "required": required,
+        "message": message,
+    }
+
+
+def eligibility(state: AccountState, at: datetime) -> dict[str, Any]:
+    """`GET /funded-accounts/{id}/payout-eligibility` at `at`: every gate of sections 5 and 4a
+    in order, whether a request could pass them all now, and the largest amount it could ask.
+
+    The gates of section 5 that depend on the account (not on what a request says): active,
+    no open positions, `min_trades`, and a withdrawable amount of at least the minimum."""
+    withdrawable = state.withdrawable_cents
+    minimum = format_cents(MIN_WITHDRAWAL_CENTS)
+    open_count = len(state.positions)
+    closed = state.closed_positions_count
+    gates = [
+        _gate(
+            "account_active",
+            state.is_active,
+            state.status,
+            "active",
+            f"the account is {state.status}",
+        ),
+        _gate(
+            "no_open_positions",
+            open_count == 0,
+            str(open_count),
+            "0",
+            "no open positions" if open_count == 0 else f"{open_count} position(s) still open",
+        ),
+        _gate(
+            "min_trades",
+            closed >= state.tier.min_trades,
+            str(closed),
+            str(state.tier.min_trades),
+            f"{closed} closed trades, at least {state.tier.min_trades} required",
+        ),
+        _gate(
+            "min_withdrawal",
+            withdrawable >= MIN_WITHDRAWAL_CENTS,
+            format_cents(withdrawable),
+            f"at least {minimum}",
+            f"withdrawable {format_cents(withdrawable)}, the minimum withdrawal is {minimum}",
+        ),
+    ]
+    gates.extend(result.to_wire() for result in pack_gates(state, at))
+    eligible = all(gate["passed"] for gate in gates)
+    return {
+        "eligible": eligible,
+        "max_amount": format_cents(withdrawable if eligible else 0),
+        "gates": gates,
+    }
 
 
 def approval_refusal(state: AccountState, withdrawal: Withdrawal) -> Refusal | None:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from domain.fields import FieldReader
 from domain.money import format_cents, format_ratio
-from domain.rules import DANGER, SAFE, VIOLATION, band, drawdown, risk_per_trade
+from domain.rules import DANGER, SAFE, VIOLATION, WARNING, band, drawdown, risk_per_trade
 from domain.timestamps import format_ts
 from domain.tradingdays import DEFAULT_RESET_AT, DEFAULT_RESET_TZ, DayClock, InvalidDayClock
 
@@ -75,6 +75,7 @@ __all__ = [
     "canonical_json",
     "check_gates",
     "consistency",
+    "consistency_of",
     "daily_anchor",
     "daily_floor",
     "daily_loss_floor",
@@ -84,6 +85,7 @@ __all__ = [
     "formula_line",
     "legacy_drawdown_reading",
     "loss_reading",
+    "loss_status",
     "make_evidence",
     "max_loss_floor",
     "min_trading_days",
@@ -809,6 +811,21 @@ class Reading:
         }
 
 
+def loss_status(remaining_cents: int, allowance_cents: int) -> str:
+    """The band of a loss rule from whole cents, as `loss_reading` decides it, without
+    rationals (the per-event path): used = 1 - remaining / L, so used < 0.8 is 5 x remaining
+    > L, used < 0.9 is 10 x remaining > L, and used <= 1 is remaining >= 0."""
+    if allowance_cents <= 0:
+        if remaining_cents < 0:
+            return VIOLATION
+        return DANGER if remaining_cents == 0 else SAFE
+    if 5 * remaining_cents > allowance_cents:
+        return SAFE
+    if 10 * remaining_cents > allowance_cents:
+        return WARNING
+    return DANGER if remaining_cents >= 0 else VIOLATION
+
+
 def loss_reading(
     equity_cents: int, floor_cents: int, allowance_cents: int, starting_balance_cents: int
 ) -> Reading:
@@ -909,10 +926,10 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def min_trading_days(required_days: int, trading_days: Collection[date]) -> GateResult:
+def min_trading_days(required_days: int, trading_days: Collection[date] | int) -> GateResult:
     """`min_trading_days`: the number of distinct days on which a position was opened or closed
-    is at least `required_days`."""
-    count = len(set(trading_days))
+    (the days, or their count) is at least `required_days`."""
+    count = trading_days if isinstance(trading_days, int) else len(set(trading_days))
     return GateResult(
         gate=MIN_TRADING_DAYS,
         passed=count >= required_days,
@@ -927,11 +944,14 @@ def min_trading_days(required_days: int, trading_days: Collection[date]) -> Gate
 
 
 def min_winning_days(
-    required_days: int, min_profit_cents: int, daily_pnl_cents: Mapping[date, int]
+    required_days: int, min_profit_cents: int, daily_pnl_cents: Mapping[date, int] | int
 ) -> GateResult:
     """`min_winning_days`: the number of days whose closed P&L is at least `min_profit_cents`
-    is at least `required_days`."""
-    count = sum(1 for pnl in daily_pnl_cents.values() if pnl >= min_profit_cents)
+    (the days' P&L, or that number) is at least `required_days`."""
+    if isinstance(daily_pnl_cents, int):
+        count = daily_pnl_cents
+    else:
+        count = sum(1 for pnl in daily_pnl_cents.values() if pnl >= min_profit_cents)
     return GateResult(
         gate=MIN_WINNING_DAYS,
         passed=count >= required_days,
@@ -947,18 +967,28 @@ def min_winning_days(
 
 def consistency(max_best_day_share: Decimal, daily_pnl_cents: Mapping[date, int]) -> GateResult:
     """`consistency`: best day's closed P&L <= `max_best_day_share` x total closed P&L, over
-    every day given (the caller includes the current day). No profit (total <= 0) fails.
+    every day given (the caller includes the current day). No profit (total <= 0) fails."""
+    total = sum(daily_pnl_cents.values())
+    if not daily_pnl_cents:
+        return consistency_of(max_best_day_share, None, 0, total)
+    best_day = min(daily_pnl_cents, key=lambda day: (-daily_pnl_cents[day], day))
+    return consistency_of(max_best_day_share, best_day, daily_pnl_cents[best_day], total)
+
+
+def consistency_of(
+    max_best_day_share: Decimal, best_day: date | None, best_cents: int, total_cents: int
+) -> GateResult:
+    """`consistency` from its figures: the best day (None: no day with closed P&L) and its
+    closed P&L, and the total closed P&L.
 
     The bound is shown as share x total rounded DOWN to the cent, which decides the comparison
     exactly as the unrounded product does (the best day is whole cents).
     """
-    total = sum(daily_pnl_cents.values())
-    if daily_pnl_cents:
-        best_day = min(daily_pnl_cents, key=lambda day: (-daily_pnl_cents[day], day))
-        best = daily_pnl_cents[best_day]
+    total = total_cents
+    best = best_cents if best_day is not None else 0
+    if best_day is not None:
         figure = f"best day {best_day.isoformat()} {_money(best)} of total {_money(total)}"
     else:
-        best = 0
         figure = f"no closed P&L, total {_money(total)}"
     share_text = format_ratio(max_best_day_share)
     if total <= 0:

@@ -8,19 +8,28 @@ of their parts (CONTRACT sections 4 and 5).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.daybook import DayBook, PackTerms, rolled
 from domain.money import format_cents, format_decimal, split_round_down
+from domain.rulepacks import (
+    DAILY_LOSS,
+    MAX_LOSS,
+    Reading,
+    legacy_drawdown_reading,
+    loss_reading,
+    loss_status,
+    risk_reading,
+)
 from domain.rules import (
     DRAWDOWN,
     RISK_PER_TRADE,
     RULES,
     SAFE,
     STATUSES,
-    RuleReading,
     band,
     drawdown,
     risk_per_trade,
@@ -159,6 +168,8 @@ class AccountState:
     recent_ids: deque[tuple[str, str | None]] = field(default_factory=deque)
     # +1 on every applied change: the database sink keeps the row with the highest version.
     version: int = 0
+    # A rule-pack account's days (CONTRACT section 4a); None for a legacy tier.
+    book: DayBook | None = None
 
     # --- derived figures -----------------------------------------------------------------
 
@@ -204,20 +215,103 @@ class AccountState:
             return None
         return max(p.notional_cents for p in self.positions.values())
 
-    def rules(self) -> dict[str, RuleReading]:
-        """Live readings of both rules from the current figures."""
-        current = self.current_balance_cents
-        values = {
-            DRAWDOWN: (drawdown(self.peak_balance_cents, current), self.tier.max_drawdown),
-            RISK_PER_TRADE: (
-                risk_per_trade(self.max_notional_cents, current),
-                self.tier.max_risk_per_trade,
-            ),
-        }
-        return {
-            rule: RuleReading(rule, value, threshold, band(value, threshold))
-            for rule, (value, threshold) in values.items()
-        }
+    @property
+    def balance_cents(self) -> int:
+        """The starting balance plus the realized P&L (closed positions only)."""
+        return self.starting_balance_cents + self.realized_pnl_cents
+
+    @property
+    def pack(self) -> PackTerms | None:
+        return self.tier.terms
+
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        """The account's rules, in the order a closure names them."""
+        terms = self.tier.terms
+        return RULES if terms is None else terms.rule_names
+
+    def rule_statuses(self) -> dict[str, str]:
+        """The band of every rule from the current figures: integer arithmetic for the loss
+        rules, the exact band of section 4 for the others (the per-event path)."""
+        equity = self.current_balance_cents
+        terms = self.tier.terms
+        if terms is None:
+            assert self.tier.max_drawdown is not None and self.tier.max_risk_per_trade is not None
+            return {
+                DRAWDOWN: band(drawdown(self.peak_balance_cents, equity), self.tier.max_drawdown),
+                RISK_PER_TRADE: band(
+                    risk_per_trade(self.max_notional_cents, equity), self.tier.max_risk_per_trade
+                ),
+            }
+        statuses: dict[str, str] = {}
+        for rule in terms.rule_names:
+            if rule == MAX_LOSS:
+                floor = self.floor_cents(rule)
+                statuses[rule] = loss_status(equity - floor, terms.max_loss_allowance_cents)
+            elif rule == DAILY_LOSS:
+                floor = self.floor_cents(rule)
+                statuses[rule] = loss_status(equity - floor, terms.daily_allowance_cents)
+            else:
+                risk = terms.pack.risk_per_trade
+                assert risk is not None
+                statuses[rule] = band(risk_per_trade(self.max_notional_cents, equity), risk.limit)
+        return statuses
+
+    def floor_cents(self, rule: str) -> int:
+        """The floor of a loss rule of the account's pack, from the current figures."""
+        terms = self.tier.terms
+        book = self.book
+        assert terms is not None and book is not None
+        if rule == MAX_LOSS:
+            return terms.max_loss_floor_cents(
+                self.peak_balance_cents, book.highest_closed_balance_cents
+            )
+        return book.day_anchor_cents - terms.daily_allowance_cents
+
+    def readings(self) -> dict[str, Reading]:
+        """Every rule's reading (`value`, `threshold`, `status`, `remaining`, `floor`)."""
+        equity = self.current_balance_cents
+        terms = self.tier.terms
+        if terms is None:
+            assert self.tier.max_drawdown is not None and self.tier.max_risk_per_trade is not None
+            return {
+                DRAWDOWN: legacy_drawdown_reading(
+                    self.peak_balance_cents, equity, self.tier.max_drawdown
+                ),
+                RISK_PER_TRADE: risk_reading(
+                    self.max_notional_cents, equity, self.tier.max_risk_per_trade
+                ),
+            }
+        start = self.starting_balance_cents
+        readings: dict[str, Reading] = {}
+        for rule in terms.rule_names:
+            if rule == MAX_LOSS:
+                allowance = terms.max_loss_allowance_cents
+                readings[rule] = loss_reading(equity, self.floor_cents(rule), allowance, start)
+            elif rule == DAILY_LOSS:
+                allowance = terms.daily_allowance_cents
+                readings[rule] = loss_reading(equity, self.floor_cents(rule), allowance, start)
+            else:
+                risk = terms.pack.risk_per_trade
+                assert risk is not None
+                readings[rule] = risk_reading(self.max_notional_cents, equity, risk.limit)
+        return readings
+
+    def as_of(self, at: datetime) -> AccountState:
+        """The account as a read at `at` sees it: a rule-pack account idle since an earlier
+        day is rolled over to the day of `at` (a copy; the stored state does not change)."""
+        terms = self.tier.terms
+        book = self.book
+        if terms is None or book is None or at < book.day_end or not self.is_active:
+            return self
+        moved = rolled(
+            book,
+            terms,
+            at,
+            realized_pnl_cents=self.realized_pnl_cents,
+            equity_cents=self.current_balance_cents,
+        )
+        return replace(self, book=moved, rule_status=dict(self.rule_status))
 
     @property
     def open_withdrawals_count(self) -> int:
@@ -280,8 +374,25 @@ class AccountState:
             "user_id": self.user_id,
             "tier": self.tier.to_wire(),
             "positions": [p.to_wire() for p in self.positions.values()],
-            "rules": {rule: reading.to_wire() for rule, reading in self.rules().items()},
+            "rules": {rule: reading.to_wire() for rule, reading in self.readings().items()},
             "updated_at": format_ts(self.updated_at),
+            **self.day_wire(),
+        }
+
+    def day_wire(self) -> dict[str, Any]:
+        """A rule-pack account's `trading_day`: the day, its reset instant, its anchor, the
+        lock; nothing for a legacy tier."""
+        book = self.book
+        if book is None:
+            return {}
+        return {
+            "trading_day": {
+                "day": book.day.isoformat(),
+                "resets_at": format_ts(book.day_end),
+                "day_anchor": format_cents(book.day_anchor_cents),
+                "day_pnl": format_cents(book.day_pnl_cents(self.realized_pnl_cents)),
+                "locked_until": _optional_ts(book.locked_until),
+            }
         }
 
     def withdrawals_wire(self) -> list[dict[str, Any]]:
@@ -318,6 +429,7 @@ class AccountState:
             "recent_ids": [[e, code] for e, code in self.recent_ids],
             "version": self.version,
             "updated_at": format_ts(self.updated_at),
+            **({} if self.book is None else {"book": self.book.to_dict()}),
         }
 
     @classmethod
@@ -338,7 +450,10 @@ class AccountState:
         status = data["status"]
         if status not in (ACTIVE, CLOSED):
             raise CorruptState(f"unknown account status {status!r}")
-        rule_status = {rule: str(data["rule_status"][rule]) for rule in RULES}
+        tier = parse_tier(data["tier"])
+        terms = tier.terms
+        names = RULES if terms is None else terms.rule_names
+        rule_status = {rule: str(data["rule_status"][rule]) for rule in names}
         if any(s not in STATUSES for s in rule_status.values()):
             raise CorruptState(f"unknown rule status in {rule_status!r}")
         positions = [Position.from_dict(p) for p in data["positions"]]
@@ -351,7 +466,7 @@ class AccountState:
             account_id=str(data["account_id"]),
             user_id=str(data["user_id"]),
             assessment_id=str(data["assessment_id"]),
-            tier=parse_tier(data["tier"]),
+            tier=tier,
             status=status,
             activated_at=parse_ts(data["activated_at"]),
             closed_at=None if closed_at is None else parse_ts(closed_at),
@@ -367,6 +482,7 @@ class AccountState:
             recent_ids=recent,
             version=_integer(data["version"]),
             updated_at=parse_ts(data["updated_at"]),
+            book=None if data.get("book") is None else DayBook.from_dict(data["book"]),
         )
 
 

@@ -6,11 +6,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
+from domain.daybook import PackTerms
 from domain.fields import FieldReader
 from domain.money import format_cents, format_ratio
+from domain.rulepacks import InvalidRules, RulePack, parse_rules
 
 __all__ = ["InvalidTier", "Tier", "default_catalog", "load_catalog", "parse_tier"]
 
@@ -28,24 +31,42 @@ class InvalidTier(ValueError):
 
 @dataclass(frozen=True)
 class Tier:
+    """A tier's terms. A legacy tier (no `rules`) has `max_drawdown` and `max_risk_per_trade`
+    (CONTRACT section 4); a tier with a rule pack (section 4a) has `rules` and neither of
+    them. `min_trades` (section 5) may go with either (0 when a pack tier leaves it out)."""
+
     tier_id: str
     name: str
     starting_balance_cents: int
     profit_split: Decimal
-    max_drawdown: Decimal
-    max_risk_per_trade: Decimal
+    max_drawdown: Decimal | None
+    max_risk_per_trade: Decimal | None
     min_trades: int
+    rules: RulePack | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "tier_id": self.tier_id,
             "name": self.name,
             "starting_balance": format_cents(self.starting_balance_cents),
             "profit_split": format_ratio(self.profit_split),
-            "max_drawdown": format_ratio(self.max_drawdown),
-            "max_risk_per_trade": format_ratio(self.max_risk_per_trade),
-            "min_trades": self.min_trades,
         }
+        if self.max_drawdown is not None:
+            wire["max_drawdown"] = format_ratio(self.max_drawdown)
+        if self.max_risk_per_trade is not None:
+            wire["max_risk_per_trade"] = format_ratio(self.max_risk_per_trade)
+        wire["min_trades"] = self.min_trades
+        if self.rules is not None:
+            wire["rules"] = self.rules.to_wire()
+        return wire
+
+    @cached_property
+    def terms(self) -> PackTerms | None:
+        """The rule pack worked out against the starting balance, once per tier object (None
+        for a legacy tier)."""
+        if self.rules is None:
+            return None
+        return PackTerms.of(self.rules, self.starting_balance_cents)
 
     @classmethod
     def from_wire(cls, obj: object) -> Tier:
@@ -70,9 +91,25 @@ def parse_tier(obj: object) -> Tier:
     if starting_balance_cents <= 0:
         fields.fail("invalid_field", "starting_balance must be positive")
     profit_split = _in_unit_interval(fields, "profit_split")
-    max_drawdown = _in_unit_interval(fields, "max_drawdown")
-    max_risk_per_trade = _in_unit_interval(fields, "max_risk_per_trade")
-    min_trades = fields.integer("min_trades")
+    rules: RulePack | None = None
+    max_drawdown: Decimal | None = None
+    max_risk_per_trade: Decimal | None = None
+    if "rules" in obj:
+        for legacy in ("max_drawdown", "max_risk_per_trade"):
+            if legacy in obj:
+                fields.fail(
+                    "invalid_field",
+                    f"{legacy} has no meaning in a tier with rules (use rules.max_loss and "
+                    "rules.risk_per_trade)",
+                )
+        try:
+            rules = parse_rules(obj["rules"], starting_balance_cents=starting_balance_cents)
+        except InvalidRules as exc:
+            raise InvalidTier(exc.code, exc.detail) from None
+    else:
+        max_drawdown = _in_unit_interval(fields, "max_drawdown")
+        max_risk_per_trade = _in_unit_interval(fields, "max_risk_per_trade")
+    min_trades = fields.integer("min_trades") if "min_trades" in obj or rules is None else 0
     if min_trades < 0:
         fields.fail("invalid_field", "min_trades must not be negative")
     return Tier(
@@ -83,6 +120,7 @@ def parse_tier(obj: object) -> Tier:
         max_drawdown=max_drawdown,
         max_risk_per_trade=max_risk_per_trade,
         min_trades=min_trades,
+        rules=rules,
     )
 
 

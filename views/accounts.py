@@ -23,7 +23,7 @@ from domain.account import Reply
 from domain.events import RequestWithdrawal
 from domain.ids import withdrawal_id_for
 from domain.money import InvalidAmount, parse_money
-from domain.policy import Code
+from domain.policy import Code, eligibility
 from domain.state import AccountState
 from domain.validation import InvalidText, check_text
 from domain.withdrawals import from_row
@@ -134,7 +134,9 @@ async def fetch_from_owner(
         state = ctx.account(account_id)
         if state is None:
             return None
-        return {"withdrawals": state.withdrawals_wire()} if withdrawals else state.to_wire_detail()
+        if withdrawals:
+            return {"withdrawals": state.withdrawals_wire()}
+        return state.as_of(datetime.now(UTC)).to_wire_detail()
     path = f"/funded-accounts/{account_id}" + ("/withdrawals" if withdrawals else "")
     resp = await forward(ctx.ff, request.clone(rel_url=path, method="GET"), url)
     if resp.status == 404:
@@ -188,9 +190,20 @@ def register(ctx: WebContext) -> None:
         principal = ctx.principal(request)
 
         async def local() -> web.Response:
-            return json_response(
-                ctx.visible_account(account_id, principal, admin_may_read=True).to_wire_detail()
-            )
+            state = ctx.visible_account(account_id, principal, admin_may_read=True)
+            # A rule-pack account idle since an earlier day is shown as of today.
+            return json_response(state.as_of(datetime.now(UTC)).to_wire_detail())
+
+        return await at_owner(ctx.ff, request, account_id, local)
+
+    @page(app, "/funded-accounts/{account_id}/payout-eligibility")
+    @api
+    async def payout_eligibility(self: Any, request: web.Request, account_id: str) -> web.Response:
+        principal = ctx.principal(request)
+
+        async def local() -> web.Response:
+            state = ctx.visible_account(account_id, principal, admin_may_read=True)
+            return json_response(eligibility(state, datetime.now(UTC)))
 
         return await at_owner(ctx.ff, request, account_id, local)
 

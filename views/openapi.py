@@ -92,6 +92,10 @@ REQUEST_REFUSALS = [
     "unsupported_payment_method",
     "invalid_destination",
     "too_many_open_withdrawals",
+    "min_trading_days_not_met",
+    "min_winning_days_not_met",
+    "consistency_not_met",
+    "payout_interval_not_met",
 ]
 
 EXAMPLE_ACCOUNT_ID = "fa_0123456789abcdef0123456789abcdef"
@@ -122,14 +126,36 @@ def _schemas() -> dict[str, Schema]:
         "withdrawals",
     ]
     rule = _object(
-        ["value", "threshold", "status"],
+        ["value", "threshold", "status", "remaining", "floor"],
         {
             "value": {
-                **_nullable(_ref("Ratio")),
-                "description": "null when unbounded (positions open on a balance of zero or less)",
+                "anyOf": [
+                    {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{4}$"},
+                    {"type": "null"},
+                ],
+                "description": (
+                    "null when unbounded (positions open on a balance of zero or less); a "
+                    "loss rule's value is negative while the equity is more than the "
+                    "allowance above its floor"
+                ),
             },
             "threshold": _ref("Ratio"),
             "status": {"type": "string", "enum": RULE_STATUSES},
+            "remaining": {
+                **_ref("Money"),
+                "description": "what the equity can still lose before the breach",
+            },
+            "floor": {**_nullable(_ref("Money")), "description": "null for risk_per_trade"},
+        },
+    )
+    gate = _object(
+        ["gate", "passed", "value", "required", "message"],
+        {
+            "gate": {"type": "string"},
+            "passed": {"type": "boolean"},
+            "value": {"type": "string"},
+            "required": {"type": "string"},
+            "message": {"type": "string"},
         },
     )
     return {
@@ -142,30 +168,48 @@ def _schemas() -> dict[str, Schema]:
             {
                 "error": _object(
                     ["code", "message"],
-                    {"code": {"type": "string"}, "message": {"type": "string"}},
+                    {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {
+                            "type": "object",
+                            "description": (
+                                "A payout gate's refusal: the failing gate (`gate`, `passed`, "
+                                "`value`, `required`, `message`)."
+                            ),
+                        },
+                    },
                 )
             },
         ),
         "Tier": _object(
-            [
-                "tier_id",
-                "name",
-                "starting_balance",
-                "profit_split",
-                "max_drawdown",
-                "max_risk_per_trade",
-                "min_trades",
-            ],
+            ["tier_id", "name", "starting_balance", "profit_split", "min_trades"],
             {
                 "tier_id": {"type": "string"},
                 "name": {"type": "string"},
                 "starting_balance": _ref("Money"),
                 "profit_split": _ref("Ratio"),
-                "max_drawdown": _ref("Ratio"),
-                "max_risk_per_trade": _ref("Ratio"),
+                "max_drawdown": {**_ref("Ratio"), "description": "a tier without `rules`"},
+                "max_risk_per_trade": {**_ref("Ratio"), "description": "a tier without `rules`"},
                 "min_trades": {"type": "integer", "minimum": 0},
+                "rules": {
+                    "type": "object",
+                    "description": "The tier's rule pack (CONTRACT section 4a), when it has one.",
+                },
             },
             description="The tier's terms, as kept by the account at activation.",
+        ),
+        "Gate": gate,
+        "PayoutEligibility": _object(
+            ["eligible", "max_amount", "gates"],
+            {
+                "eligible": {"type": "boolean"},
+                "max_amount": {
+                    **_ref("Money"),
+                    "description": "the largest amount a request could ask now (0.00 if none)",
+                },
+                "gates": {"type": "array", "items": _ref("Gate")},
+            },
         ),
         "Position": _object(
             [
@@ -273,9 +317,26 @@ def _schemas() -> dict[str, Schema]:
                         "user_id": {"type": "string"},
                         "tier": _ref("Tier"),
                         "positions": {"type": "array", "items": _ref("Position")},
-                        "rules": _object(
-                            ["drawdown", "risk_per_trade"],
-                            {"drawdown": _ref("Rule"), "risk_per_trade": _ref("Rule")},
+                        "rules": {
+                            "type": "object",
+                            "description": (
+                                "Every rule of the account's tier by name: `drawdown` and "
+                                "`risk_per_trade` for a tier without a rule pack; "
+                                "`max_loss`, `daily_loss`, `risk_per_trade` (those it has) "
+                                "for one with a pack."
+                            ),
+                            "additionalProperties": _ref("Rule"),
+                        },
+                        "trading_day": _object(
+                            ["day", "resets_at", "day_anchor", "day_pnl", "locked_until"],
+                            {
+                                "day": {"type": "string", "format": "date"},
+                                "resets_at": _ref("Timestamp"),
+                                "day_anchor": _ref("Money"),
+                                "day_pnl": _ref("Money"),
+                                "locked_until": _ref("NullableTimestamp"),
+                            },
+                            description="A rule-pack account's trading day, as of now.",
                         ),
                         "updated_at": _ref("Timestamp"),
                     },
@@ -556,6 +617,27 @@ def _paths() -> dict[str, Schema]:
                 ),
                 "responses": {
                     "200": _json(_ref("WithdrawalList"), "The withdrawals."),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/funded-accounts/{account_id}/payout-eligibility": {
+            "parameters": [_account_param()],
+            "get": {
+                "operationId": "getPayoutEligibility",
+                "tags": ["withdrawals"],
+                "summary": "Whether a withdrawal could be requested now, and why not.",
+                "description": (
+                    "Every gate of the contract's sections 5 and 4a in order (account active, "
+                    "no open positions, min_trades, the minimum withdrawal, then the rule "
+                    "pack's gates), with the account's figure and what is required, and the "
+                    "largest amount a request could ask now. The caller's own account; an "
+                    "admin may read any."
+                ),
+                "responses": {
+                    "200": _json(_ref("PayoutEligibility"), "The gates."),
                     "401": _use("Unauthorized"),
                     "404": ACCOUNT_NOT_FOUND,
                     "503": _use("Unavailable"),

@@ -54,6 +54,7 @@ RUNS = {
             ("GET /funded-accounts", 200),
             ("GET /funded-accounts/{account_id}", 200),
             ("GET /funded-accounts/{account_id}/withdrawals", 200),
+            ("GET /funded-accounts/{account_id}/payout-eligibility", 200),
             ("POST /funded-accounts/{account_id}/withdraw", 201),
             ("POST /admin/withdrawals/{withdrawal_id}/approve", 403),
         ],

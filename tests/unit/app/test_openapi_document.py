@@ -17,6 +17,7 @@ CONTRACT_ROUTES = {
     ("get", "/funded-accounts/{account_id}"),
     ("post", "/funded-accounts/{account_id}/withdraw"),
     ("get", "/funded-accounts/{account_id}/withdrawals"),
+    ("get", "/funded-accounts/{account_id}/payout-eligibility"),
     ("get", "/admin/withdrawals/pending"),
     ("post", "/admin/withdrawals/{withdrawal_id}/approve"),
     ("post", "/admin/withdrawals/{withdrawal_id}/reject"),

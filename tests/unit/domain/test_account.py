@@ -289,9 +289,23 @@ def test_detail_adds_terms_positions_rules_and_updated_at() -> None:
     ]
     assert detail["rules"] == {
         # (160,000.00 - 159,699.75) / 160,000.00 = 0.00187...
-        "drawdown": {"value": "0.0019", "threshold": "0.1000", "status": "safe"},
-        # 2,000.00 / 159,699.75 = 0.01252...
-        "risk_per_trade": {"value": "0.0125", "threshold": "0.0500", "status": "safe"},
+        # floor 160,000.00 x (1 - 0.10) = 144,000.00; remaining 159,699.75 - 144,000.00
+        "drawdown": {
+            "value": "0.0019",
+            "threshold": "0.1000",
+            "status": "safe",
+            "remaining": "15699.75",
+            "floor": "144000.00",
+        },
+        # 2,000.00 / 159,699.75 = 0.01252...; remaining 0.05 x 159,699.75 = 7,984.98 (rounded
+        # down) - 2,000.00
+        "risk_per_trade": {
+            "value": "0.0125",
+            "threshold": "0.0500",
+            "status": "safe",
+            "remaining": "5984.98",
+            "floor": None,
+        },
     }
     assert detail["updated_at"] == format_ts(story.clock)
     assert json.loads(json.dumps(detail)) == detail

@@ -29,7 +29,7 @@ def test_drawdown_bands_at_and_around_each_boundary(loss: str, status: str) -> N
     story = Story()
     story.open("p-1", notional="100.00")
     story.update("p-1", f"-{loss}")
-    assert story.state.rules()["drawdown"].status == status
+    assert story.state.readings()["drawdown"].status == status
     assert story.state.is_active == (status != VIOLATION)
 
 
@@ -49,7 +49,7 @@ def test_drawdown_bands_at_and_around_each_boundary(loss: str, status: str) -> N
 def test_risk_per_trade_bands_at_and_around_each_boundary(notional: str, status: str) -> None:
     story = Story()
     story.open("p-1", notional=notional)
-    assert story.state.rules()["risk_per_trade"].status == status
+    assert story.state.readings()["risk_per_trade"].status == status
     assert story.state.is_active == (status != VIOLATION)
 
 
@@ -81,7 +81,7 @@ def test_the_drawdown_is_measured_from_the_peak() -> None:
     assert story.state.peak_balance_cents == 120_000_00
     story.open("p-9", notional="100.00")
     story.update("p-9", "-12000.00")  # 108,000.00: 10 % below the peak, still danger
-    assert story.state.rules()["drawdown"].value == Fraction(1, 10)
+    assert story.state.readings()["drawdown"].value == Fraction(1, 10)
     assert story.state.is_active
     out = story.update("p-9", "-12000.01")
     assert "funded-account.closed" in types(out)
@@ -156,12 +156,15 @@ def test_liquidation_after_closure_moves_balances_without_rule_facts() -> None:
     out = story.update("p-1", "-150000.00")  # the balance goes below zero
     assert out.changed and out.facts == []
     assert story.state.current_balance_cents == -50_000_00
-    readings = story.state.rules()
+    readings = story.state.readings()
     assert readings["risk_per_trade"].value is None  # unbounded on a negative balance
     assert readings["risk_per_trade"].to_wire() == {
         "value": None,
         "threshold": "0.0500",
         "status": "violation",
+        # 0.05 x -50,000.00 - 5,000.01
+        "remaining": "-7500.01",
+        "floor": None,
     }
     out = story.close("p-1", "-120000.00")
     assert out.changed and out.facts == []
@@ -189,9 +192,9 @@ def test_risk_uses_the_largest_open_position() -> None:
     story.open("p-1", notional="1000.00")
     story.open("p-2", notional="4200.00")
     story.open("p-3", notional="2000.00")
-    assert story.state.rules()["risk_per_trade"].value == Fraction(4200, 100_000)
+    assert story.state.readings()["risk_per_trade"].value == Fraction(4200, 100_000)
     story.close("p-2", "0.00")
-    assert story.state.rules()["risk_per_trade"].value == Fraction(2000, 100_000)
+    assert story.state.readings()["risk_per_trade"].value == Fraction(2000, 100_000)
 
 
 def test_band_and_reading_helpers() -> None:
@@ -207,5 +210,5 @@ def test_lenient_thresholds_of_other_tiers_apply() -> None:
     story = Story(tier(max_drawdown=Decimal("0.15")))
     story.open("p-1", notional="100.00")
     story.update("p-1", "-12000.00")  # 0.12 / 0.15 = 0.8
-    assert story.state.rules()["drawdown"].status == WARNING
+    assert story.state.readings()["drawdown"].status == WARNING
     assert cents("1.00") == 100

@@ -45,10 +45,19 @@ def test_bundled_catalog() -> None:
     tiers = {t.tier_id: t for t in default_catalog()}
     assert {"funded-10k", "funded-25k", "funded-50k", "funded-100k", "funded-200k"} <= set(tiers)
     for tier in tiers.values():
-        assert Decimal("0.10") <= tier.max_drawdown <= Decimal("0.15")
-        assert tier.max_risk_per_trade == Decimal("0.05")
+        if tier.rules is None:
+            assert tier.max_drawdown is not None
+            assert Decimal("0.10") <= tier.max_drawdown <= Decimal("0.15")
+            assert tier.max_risk_per_trade == Decimal("0.05")
+        else:
+            assert tier.max_drawdown is None and tier.max_risk_per_trade is None
+            assert tier.rules.max_loss is not None and tier.rules.daily_loss is not None
         assert tier.profit_split >= Decimal("0.80")
         assert tier.min_trades == 0
+    # One tier of each style of the contract's section 4a, named by its terms.
+    actions = {t.rules.daily_loss.action for t in tiers.values() if t.rules and t.rules.daily_loss}
+    assert actions == {"close", "lock"}
+    assert any(t.rules and t.rules.consistency for t in tiers.values())
     assert tiers["funded-100k"].starting_balance_cents == 100_000_00
 
 
@@ -121,3 +130,19 @@ def test_catalog_numbers_never_become_floats() -> None:
     )
     assert tiers[0].starting_balance_cents == 1000_10
     assert tiers[0].profit_split == Decimal("0.8")
+
+
+def test_a_tier_with_rules_refuses_the_legacy_terms_and_bad_rules() -> None:
+    legacy = ("max_drawdown", "max_risk_per_trade")
+    base = {k: v for k, v in CONTRACT_TIER.items() if k not in legacy}
+    rules = {"max_loss": {"mode": "static", "limit": "0.10"}}
+    tier = parse_tier({**base, "rules": rules})
+    assert tier.rules is not None and tier.max_drawdown is None
+    assert tier.to_wire()["rules"] == {"max_loss": {"mode": "static", "limit": "0.1000"}}
+    assert parse_tier(tier.to_wire()) == tier
+    with pytest.raises(InvalidTier, match="max_drawdown has no meaning"):
+        parse_tier({**base, "rules": rules, "max_drawdown": "0.10"})
+    with pytest.raises(InvalidTier, match="unknown_field"):
+        parse_tier({**base, "rules": {"max_loss": {"mode": "static", "limit": "0.1", "x": 1}}})
+    with pytest.raises(InvalidTier, match="amount must not exceed"):
+        parse_tier({**base, "rules": {"max_loss": {"mode": "static", "amount": "200000.00"}}})
