@@ -1,4 +1,4 @@
-"""The `fundedflow` console script: worker, migrate, tiers seed."""
+"""The `fundedflow` console script: worker, migrate, tiers seed, reconcile, explain."""
 
 from __future__ import annotations
 
@@ -78,13 +78,46 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run(settings))
 
 
+async def _latest_breach(settings: Settings, account_id: str) -> tuple[str | None, bool]:
+    """The JSON text of the account's latest breach (None without one), and whether the
+    database knows the account at all (asked only when there is no breach)."""
+    from app.breaches import account_known, read_breach_payloads
+    from app.db import create_engine
+
+    engine = create_engine(settings.database_url, schema=settings.db_schema, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            payloads = await read_breach_payloads(conn, account_id, limit=1)
+            if payloads:
+                return payloads[0], True
+            return None, await account_known(conn, account_id)
+    finally:
+        await engine.dispose()
+
+
+def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.explain import explain, no_breach, parse_fact
+
+    try:
+        payload, known = asyncio.run(_latest_breach(settings, args.account_id))
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        # The database cannot be read: say so, not a traceback (as `reconcile` does).
+        print(f"fundedflow explain: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    answer = no_breach(args.account_id, known) if payload is None else explain(parse_fact(payload))
+    print(answer.text, file=sys.stderr if payload is None else sys.stdout)
+    return answer.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fundedflow",
         description="FundedFlow: real-time funded-account backend (Faust streams).",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{worker,migrate,tiers,reconcile}"
+        dest="command", required=True, metavar="{worker,migrate,tiers,reconcile,explain}"
     )
 
     w = sub.add_parser("worker", help="run one stream worker with its HTTP server")
@@ -113,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(exit 1 when they differ)",
     )
     r.set_defaults(func=_reconcile)
+
+    e = sub.add_parser(
+        "explain",
+        help="show an account's latest breach and check its evidence hash (exit 0 when it "
+        "holds, 1 when there is no breach, 3 when the hash differs)",
+    )
+    e.add_argument("account_id", help="the funded account's id (fa_...)")
+    e.set_defaults(func=_explain)
     return parser
 
 

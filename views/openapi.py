@@ -13,13 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
+from app.breaches import MAX_BREACHES
 from views.context import WebContext
 from views.http import api, page
 
 __all__ = ["OPENAPI_PATH", "document", "register", "render"]
 
 OPENAPI_PATH = "/openapi.json"
-API_VERSION = "0.2.0"
+API_VERSION = "0.3.0"
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -364,6 +365,7 @@ def _schemas() -> dict[str, Schema]:
                 ),
             ],
         },
+        **_breach_schemas(),
         "WithdrawalAnswer": _object(["withdrawal"], {"withdrawal": _ref("Withdrawal")}),
         "WithdrawalList": _object(
             ["withdrawals"], {"withdrawals": {"type": "array", "items": _ref("Withdrawal")}}
@@ -444,6 +446,100 @@ def _schemas() -> dict[str, Schema]:
             {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
                 "detail": {"type": "string"},
+            },
+        ),
+    }
+
+
+def _breach_schemas() -> dict[str, Schema]:
+    """A breach is the `rules.violation-detected` fact as published (CONTRACT sections 4a, 6)."""
+    money_or_null = _nullable(_ref("Money"))
+    state = _object(
+        ["equity", "balance", "peak_balance", "day", "day_anchor", "floor"],
+        {
+            "equity": _ref("Money"),
+            "balance": _ref("Money"),
+            "peak_balance": _ref("Money"),
+            "day": {"type": "string", "format": "date", "description": "The trading day."},
+            "day_anchor": money_or_null,
+            "floor": money_or_null,
+        },
+    )
+    return {
+        "BreachEvidence": _object(
+            ["trigger", "before", "after", "terms", "formula", "sha256"],
+            {
+                "trigger": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "description": "The trade event that caused the breach, as received.",
+                },
+                "before": state,
+                "after": state,
+                "terms": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "description": "The rule's terms, as in the tier's `rules`.",
+                },
+                "formula": {
+                    "type": "string",
+                    "examples": ["equity 94900.00 < floor 95000.00 = anchor 100000.00 - 5000.00"],
+                },
+                "sha256": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{64}$",
+                    "description": (
+                        "Hex SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8) of "
+                        "the evidence without `sha256`."
+                    ),
+                },
+            },
+        ),
+        "Breach": _object(
+            [
+                "event_id",
+                "type",
+                "occurred_at",
+                "account_id",
+                "user_id",
+                "rule",
+                "value",
+                "threshold",
+                "trigger_event_id",
+            ],
+            {
+                "event_id": {"type": "string"},
+                "type": {"type": "string", "enum": ["rules.violation-detected"]},
+                "occurred_at": _ref("Timestamp"),
+                "account_id": {"type": "string", "examples": [EXAMPLE_ACCOUNT_ID]},
+                "user_id": {"type": "string"},
+                "rule": {"type": "string", "examples": ["drawdown", "daily_loss"]},
+                "value": {
+                    **_nullable({"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{4}$"}),
+                    "description": "null when unbounded (a balance of zero or less)",
+                },
+                "threshold": _ref("Ratio"),
+                "trigger_event_id": {"type": "string"},
+                "action": {
+                    "type": "string",
+                    "enum": ["close", "lock"],
+                    "description": "Absent from facts published before rule packs.",
+                },
+                "evidence": {
+                    **_ref("BreachEvidence"),
+                    "description": "Absent from facts published before rule packs.",
+                },
+            },
+            description="A `rules.violation-detected` fact, as published.",
+        ),
+        "BreachList": _object(
+            ["breaches"],
+            {
+                "breaches": {
+                    "type": "array",
+                    "items": _ref("Breach"),
+                    "maxItems": MAX_BREACHES,
+                }
             },
         ),
     }
@@ -638,6 +734,28 @@ def _paths() -> dict[str, Schema]:
                 ),
                 "responses": {
                     "200": _json(_ref("PayoutEligibility"), "The gates."),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/funded-accounts/{account_id}/breaches": {
+            "parameters": [_account_param()],
+            "get": {
+                "operationId": "listAccountBreaches",
+                "tags": ["accounts"],
+                "summary": "The account's rule breaches, newest first.",
+                "description": (
+                    "The account's `rules.violation-detected` facts as published (evidence and "
+                    "its `sha256` included), from the database: newest `occurred_at` first, "
+                    f"then the larger `event_id`; at most the newest {MAX_BREACHES}. A breach "
+                    "appears once the database has it (normally well under a second). The "
+                    "caller's own account; another user's is 404. Admin exception: a token "
+                    "with the `admin` role reads any account's breaches here (support needs it)."
+                ),
+                "responses": {
+                    "200": _json(_ref("BreachList"), "The breaches (none: an empty list)."),
                     "401": _use("Unauthorized"),
                     "404": ACCOUNT_NOT_FOUND,
                     "503": _use("Unavailable"),
@@ -878,6 +996,8 @@ def document() -> dict[str, Any]:
                 "answers any request. Money is a decimal string with two decimals "
                 '(`"1250.50"`), ratios are decimal strings, timestamps RFC 3339 in UTC. Errors '
                 'are `{"error": {"code": "...", "message": "..."}}`.\n\n'
+                "Changes in 0.3.0: `GET /funded-accounts/{account_id}/breaches` lists an "
+                "account's rule breaches with their evidence.\n\n"
                 "Changes in 0.2.0: a body over 1 MiB is 413 `payload_too_large` on every POST "
                 "route; a string holding NUL or a lone surrogate anywhere in a body is 400 "
                 "`invalid_request`; amounts accept exponent forms whose value has at most two "

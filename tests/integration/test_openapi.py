@@ -55,6 +55,7 @@ RUNS = {
             ("GET /funded-accounts/{account_id}", 200),
             ("GET /funded-accounts/{account_id}/withdrawals", 200),
             ("GET /funded-accounts/{account_id}/payout-eligibility", 200),
+            ("GET /funded-accounts/{account_id}/breaches", 200),
             ("POST /funded-accounts/{account_id}/withdraw", 201),
             ("POST /admin/withdrawals/{withdrawal_id}/approve", 403),
         ],
@@ -75,6 +76,7 @@ RUNS = {
         [
             ("GET /admin/withdrawals/pending", 200),
             ("GET /funded-accounts/{account_id}", 200),
+            ("GET /funded-accounts/{account_id}/breaches", 200),
             ("POST /admin/withdrawals/{withdrawal_id}/reject", 200),
             ("POST /admin/withdrawals/{withdrawal_id}/reject", 409),
         ],
@@ -177,6 +179,14 @@ async def _seed(services: Services, prefix: str, worker: Worker) -> Seeded:
                 return ans.status == 200 and len(ans.body["funded_accounts"]) == 3
 
             await wait_until(listed, timeout=30, what="accounts in the database")
+
+            # The breach in the database too: the generated requests then check a real fact
+            # against the Breach schema, not only an empty list.
+            async def breached() -> bool:
+                ans = await http.get(0, f"/funded-accounts/{a_closed}/breaches", trader)
+                return ans.status == 200 and len(ans.body["breaches"]) == 1
+
+            await wait_until(breached, timeout=30, what="the breach in the database")
             return Seeded(worker, accounts, ids, to_approve=ids[2], to_reject=ids[3])
     finally:
         await kafka.stop()

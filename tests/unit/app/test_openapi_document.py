@@ -18,6 +18,7 @@ CONTRACT_ROUTES = {
     ("post", "/funded-accounts/{account_id}/withdraw"),
     ("get", "/funded-accounts/{account_id}/withdrawals"),
     ("get", "/funded-accounts/{account_id}/payout-eligibility"),
+    ("get", "/funded-accounts/{account_id}/breaches"),
     ("get", "/admin/withdrawals/pending"),
     ("post", "/admin/withdrawals/{withdrawal_id}/approve"),
     ("post", "/admin/withdrawals/{withdrawal_id}/reject"),
@@ -132,10 +133,31 @@ def test_what_api_users_must_know_of_the_input_hardening() -> None:
     invalid = doc["components"]["responses"]["InvalidRequest"]["description"]
     assert "NUL" in invalid and "lone UTF-16 surrogate" in invalid
     assert "JSON number" in doc["components"]["securitySchemes"]["bearerAuth"]["description"]
-    for path in ("/funded-accounts/{account_id}", "/funded-accounts/{account_id}/withdrawals"):
+    for path in (
+        "/funded-accounts/{account_id}",
+        "/funded-accounts/{account_id}/withdrawals",
+        "/funded-accounts/{account_id}/breaches",
+    ):
         assert "Admin exception" in doc["paths"][path]["get"]["description"], path
     amount = doc["components"]["schemas"]["WithdrawRequest"]["properties"]["amount"]
     import re
 
     exponent = next(a for a in amount["anyOf"] if "eE" in a.get("pattern", ""))
     assert re.match(exponent["pattern"], "1.5e2") and re.match(exponent["pattern"], "2E+2")
+
+
+def test_breaches_are_the_violation_facts_bounded_and_sealed() -> None:
+    from app.breaches import MAX_BREACHES
+
+    doc = document()
+    op = doc["paths"]["/funded-accounts/{account_id}/breaches"]["get"]
+    assert set(op["responses"]) == {"200", "401", "404", "503"}
+    assert f"at most the newest {MAX_BREACHES}" in op["description"]
+    schemas = doc["components"]["schemas"]
+    assert schemas["BreachList"]["properties"]["breaches"]["maxItems"] == MAX_BREACHES
+    breach = schemas["Breach"]
+    assert {"rule", "value", "threshold", "trigger_event_id"} <= set(breach["required"])
+    # Facts published before rule packs have neither: optional, documented as such.
+    assert "action" not in breach["required"] and "evidence" not in breach["required"]
+    evidence = schemas["BreachEvidence"]
+    assert evidence["required"] == ["trigger", "before", "after", "terms", "formula", "sha256"]
