@@ -69,14 +69,16 @@ class Demo:
             PREFIX + topic, key=key.encode(), value=json.dumps(value).encode()
         )
 
-    async def trade(self, acct: str, kind: str, position: str, **fields: str) -> None:
+    async def trade(
+        self, acct: str, kind: str, position: str, at: str | None = None, **fields: str
+    ) -> None:
         self.seq += 1
         event = {
             "event_id": f"demo-{acct[-6:]}-{self.seq}",
             "type": kind,
             "account_id": acct,
             "position_id": position,
-            "occurred_at": now(),
+            "occurred_at": at or now(),
             **fields,
         }
         await self.publish("trades", acct, event)
@@ -105,7 +107,11 @@ class Demo:
         show("withdrawable", a["withdrawable_amount"])
         rules = a.get("rules", {})
         for name, r in rules.items():
-            show(f"rule {name}", f"{r['value']} of {r['threshold']} → {r['status']}")
+            floor = f", floor {r['floor']}" if r.get("floor") else ""
+            show(
+                f"rule {name}",
+                f"{r['value']} of {r['threshold']} → {r['status']} ({r['remaining']} left{floor})",
+            )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -248,11 +254,97 @@ class Demo:
             },
         )
         show(f"a new withdrawal: HTTP {status}", body["error"]["code"])
+        await self.soft_lock()
         print(
-            "\nDemo complete: the account was activated, traded, paid twice and closed on a "
-            "drawdown breach.",
+            "\nDemo complete: one account was activated, traded, paid twice and closed on a "
+            "drawdown breach; another was locked for the day by a soft daily loss and unlocked "
+            "at the next reset.",
             flush=True,
         )
+
+    async def soft_lock(self) -> None:
+        """A rule-pack tier: a daily loss that locks new positions until 17:00 Chicago."""
+        tier = "funded-50k-eod-trailing-soft-daily-chicago"
+        asm = f"asm_demo_{uuid.uuid4().hex[:8]}"
+        step(8, f"{self.user} passes {asm} on tier {tier}")
+        await self.publish(
+            "assessment.completed",
+            asm,
+            {
+                "event_id": f"e-{asm}",
+                "assessment_id": asm,
+                "user_id": self.user,
+                "tier_id": tier,
+                "status": "passed",
+                "completed_at": now(),
+            },
+        )
+        status: int = 0
+        body: Any = {}
+        mine: list[dict[str, Any]] = []
+        for _ in range(200):
+            status, body = await self.call(0, "GET", "/funded-accounts", self.trader)
+            mine = [x for x in body.get("funded_accounts", []) if x["tier_id"] == tier]
+            if mine:
+                break
+            await asyncio.sleep(0.3)
+        else:
+            raise SystemExit(f"demo: the rule-pack account did not appear ({status}: {body})")
+        acct = mine[0]["id"]
+        a = await self.account(acct)
+        day = a["trading_day"]
+        show("trading day", f"{day['day']}, resets at {day['resets_at']} (17:00 Chicago)")
+        self.balances(a)
+
+        step(9, "A position loses 1,000.01 in the day: the soft daily loss locks the account")
+        await self.trade(
+            acct,
+            "position_opened",
+            "p-1",
+            symbol="ES",
+            side="long",
+            quantity="1",
+            price="6000",
+            notional="2000.00",
+        )
+        await self.trade(acct, "position_updated", "p-1", unrealized_pnl="-1000.01")
+        a = await self.account(acct, until=lambda a: a["trading_day"]["locked_until"] is not None)
+        self.balances(a)
+        until = a["trading_day"]["locked_until"]
+        show("status", f"{a['status']}, locked until {until}")
+        await self.trade(
+            acct,
+            "position_opened",
+            "p-2",
+            symbol="NQ",
+            side="long",
+            quantity="1",
+            price="21000",
+            notional="2000.00",
+        )
+        await asyncio.sleep(1)
+        a = await self.account(acct)
+        show("a new position during the lock", f"refused ({len(a['positions'])} open position)")
+        for _ in range(100):
+            _, body = await self.call(1, "GET", f"/funded-accounts/{acct}/breaches", self.trader)
+            if body.get("breaches"):
+                break
+            await asyncio.sleep(0.3)
+        breach = body["breaches"][0]
+        show("breach", f"{breach['rule']} ({breach['action']}): {breach['evidence']['formula']}")
+        show("evidence sha256", breach["evidence"]["sha256"])
+
+        step(10, "The first tick at the next reset (17:00 Chicago) ends the lock")
+        await self.trade(acct, "position_updated", "p-1", at=until, unrealized_pnl="-900.00")
+        a = await self.account(acct, until=lambda a: a["trading_day"]["locked_until"] is None)
+        day = a["trading_day"]
+        show("trading day", f"{day['day']}, anchor {day['day_anchor']}, unlocked")
+        self.balances(a)
+        _, gates = await self.call(
+            0, "GET", f"/funded-accounts/{acct}/payout-eligibility", self.trader
+        )
+        failing = [g["gate"] for g in gates["gates"] if not g["passed"]]
+        show("payout eligibility", f"eligible {gates['eligible']}; not yet: {', '.join(failing)}")
 
 
 def main() -> int:

@@ -47,6 +47,7 @@ from tests.integration.scripted import (
     read_outcome,
     verify,
     wait_caught_up,
+    write_catalog,
 )
 from tests.integration.sink_support import reconcile_cli, stack, wait_all_caught_up
 from tests.integration.stripe_double import StripeDouble
@@ -102,7 +103,7 @@ async def cluster(
     prefix = s.uid("chaos") + "."
     tmp = tmp_path_factory.mktemp("chaos")
     env = killable_env(services, prefix, double, module_schema)
-    await seed_tiers(Settings.from_env(env))
+    await seed_tiers(Settings.from_env(env), write_catalog(tmp / "tiers.json"))
     workers = [Worker(env, tmp / f"w{i}", tmp / f"worker{i}.log").start() for i in range(2)]
     kafka = Kafka(services, prefix)
     kafka.workers.extend(workers)

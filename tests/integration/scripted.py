@@ -49,7 +49,7 @@ from domain.events import (
     parse_trade,
 )
 from domain.state import AccountState
-from domain.tiers import Tier, default_catalog
+from domain.tiers import Tier, default_catalog, parse_tier
 from domain.timestamps import format_ts, parse_ts
 from domain.withdrawals import Withdrawal
 from tests.integration import streams as s
@@ -87,8 +87,43 @@ class Script:
 # --- the seeded stream ---------------------------------------------------------------------------
 
 
+# The crash and chaos tests trade against a tier with every rule of a rule pack on (CONTRACT
+# section 4a): an end-of-day trailing floor locking at the start, a daily loss that locks at
+# 17:00 Chicago (so the lock, its dead letters and the unlock happen under kills), risk per
+# trade and every payout gate, set so that most withdrawal requests still pass them (the
+# payouts are what these tests are about) while some are refused by consistency.
+EVERY_RULE_TIER: dict[str, Any] = {
+    "tier_id": "test-every-rule-100k",
+    "name": "Test: every rule of a pack",
+    "starting_balance": "100000.00",
+    "profit_split": "0.80",
+    "rules": {
+        "max_loss": {"mode": "trailing_eod", "limit": "0.10", "lock_at": "starting_balance"},
+        "daily_loss": {
+            "limit": "0.04",
+            "anchor": "max",
+            "reset_tz": "America/Chicago",
+            "reset_at": "17:00",
+            "action": "lock",
+        },
+        "risk_per_trade": {"limit": "0.05"},
+        "consistency": {"max_best_day_share": "0.90"},
+        "min_trading_days": 1,
+        "min_winning_days": {"days": 1, "min_profit": "50.00"},
+        "payout_interval_days": 0,
+    },
+}
+
+
 def _tier() -> Tier:
-    return next(t for t in default_catalog() if t.tier_id == "funded-100k")
+    return parse_tier(EVERY_RULE_TIER)
+
+
+def write_catalog(path: Path) -> Path:
+    """The bundled catalog plus the every-rule tier, as a file for `seed_tiers`."""
+    tiers = [t.to_wire() for t in default_catalog()] + [_tier().to_wire()]
+    path.write_text(json.dumps(tiers))
+    return path
 
 
 def activation_command(script: Script) -> ActivateAccount:
@@ -143,6 +178,8 @@ def generate(
     def stamp() -> datetime:
         nonlocal clock
         clock += timedelta(seconds=rng.randint(1, 90))
+        if rng.random() < 0.03:
+            clock += timedelta(hours=rng.randint(3, 30))  # days roll over, locks end
         return clock
 
     def add(topic: str, wire: dict[str, Any] | bytes) -> Outcome:
@@ -219,7 +256,11 @@ def generate(
                     {**s.opened(acct, next_id("p"), "1000.00", next_id("t")), "occurred_at": at},
                 )
             pid = next(iter(state.positions))
-            loss = -(state.current_balance_cents // 7)  # about 14 % down: past the 10 % drawdown
+            # Past the max-loss floor by up to 1,000.00: the account closes.
+            readings = state.readings()
+            rule = "max_loss" if "max_loss" in readings else "drawdown"
+            past = readings[rule].remaining_cents + rng.randint(1, 1000_00)
+            loss = state.positions[pid].unrealized_pnl_cents - past
             add(
                 TRADES,
                 {**s.updated(acct, pid, _money(loss), None, next_id("t")), "occurred_at": at},
@@ -496,7 +537,9 @@ async def activate_all(
     scripts = []
     for i in range(count):
         asm, user = f"asm-{tag}-{i:03d}", f"usr_{tag}_{i:03d}"
-        scripts.append(Script(s.account_of(asm), user, s.assessment(asm, user)))
+        scripts.append(
+            Script(s.account_of(asm), user, s.assessment(asm, user, EVERY_RULE_TIER["tier_id"]))
+        )
     await kafka.send_many(
         [("assessment.completed", sc.assessment["assessment_id"], sc.assessment) for sc in scripts]
     )

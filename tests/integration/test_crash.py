@@ -40,6 +40,7 @@ from tests.integration.scripted import (
     read_outcome,
     verify,
     wait_caught_up,
+    write_catalog,
 )
 from tests.integration.stripe_double import StripeDouble
 
@@ -76,7 +77,7 @@ async def setup(
     prefix = s.uid("crash") + "."
     tmp = tmp_path_factory.mktemp("crash")
     env = killable_env(services, prefix, double, module_schema)
-    await seed_tiers(Settings.from_env(env))
+    await seed_tiers(Settings.from_env(env), write_catalog(tmp / "tiers.json"))
     worker = Worker(env, tmp / "data", tmp / "worker.log").start()
     kafka = Kafka(services, prefix)
     kafka.workers.append(worker)

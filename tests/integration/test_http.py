@@ -713,3 +713,84 @@ async def test_unreachable_owner_answers_503_with_retry_after(
     finally:
         workers[1].start()
         await http.wait_healthy()
+
+
+PACK_TIER = "funded-100k-static-10-daily-5-prague"  # min_trading_days 4 (domain/data/tiers.json)
+
+
+async def test_payout_eligibility_and_gate_refusals_on_both_workers(
+    http: Http, kafka: Kafka
+) -> None:
+    """A rule-pack tier's gate over HTTP: eligibility before and after it is met, and the
+    422 that names it in `error.details`, asked on both workers (one forwards to the owner)."""
+    asm = s.uid("asm")
+    await kafka.send("assessment.completed", asm, s.assessment(asm, "usr_1", PACK_TIER))
+    acct = s.account_of(asm)
+    await http.account_when(0, acct, OWNER, lambda a: True, timeout=90)
+    path = f"/funded-accounts/{acct}/payout-eligibility"
+
+    async def trading_day(n: int, pnl: str) -> None:
+        # Noon UTC of 2026-11-23 + n days: one Prague trading day each (activation's is day 0).
+        at = f"2026-11-{23 + n}T12:00:00Z"
+        await kafka.send_many(
+            [
+                ("trades", acct, {**s.opened(acct, f"p-{n}", "1000.00"), "occurred_at": at}),
+                ("trades", acct, {**s.closed(acct, f"p-{n}", pnl), "occurred_at": at}),
+            ]
+        )
+
+    for w in BOTH:
+        answer = await http.get(w, path, OWNER)
+        assert answer.status == 200, answer.body
+        assert not answer.body["eligible"] and answer.body["max_amount"] == "0.00"
+        gates = {g["gate"]: g for g in answer.body["gates"]}
+        assert list(gates) == [
+            "account_active",
+            "no_open_positions",
+            "min_trades",
+            "min_withdrawal",
+            "min_trading_days",
+        ]
+        assert gates["min_trading_days"] | {"message": ""} == {
+            "gate": "min_trading_days",
+            "passed": False,
+            "value": "0",
+            "required": "4",
+            "message": "",
+        }
+        assert (await http.get(w, path, OTHER)).status == 404
+        assert (await http.get(w, path)).status == 401
+    for n in range(3):
+        await trading_day(n, "1000.00")
+    await http.account_when(0, acct, OWNER, lambda a: a["realized_pnl"] == "3000.00")
+    for w in BOTH:
+        gates = {g["gate"]: g for g in (await http.get(w, path, OWNER)).body["gates"]}
+        assert gates["min_withdrawal"]["passed"] and not gates["min_trading_days"]["passed"]
+        assert gates["min_trading_days"]["value"] == "3"
+        refused = await http.post(
+            w, f"/funded-accounts/{acct}/withdraw", withdraw_body("100.00"), OWNER
+        )
+        assert refused.status == 422, refused.body
+        error = refused.body["error"]
+        assert error["code"] == "min_trading_days_not_met"
+        assert error["details"] == {
+            "gate": "min_trading_days",
+            "passed": False,
+            "value": "3",
+            "required": "4",
+            "message": "3 trading days (a position opened or closed), at least 4 required",
+        }
+    await trading_day(3, "1000.00")
+    await http.account_when(0, acct, OWNER, lambda a: a["realized_pnl"] == "4000.00")
+    for w in BOTH:
+        answer = await http.get(w, path, OWNER)
+        assert answer.body["eligible"], answer.body
+        assert answer.body["max_amount"] == "3200.00"  # 0.80 x 4,000.00
+        detail = (await http.get(w, f"/funded-accounts/{acct}", OWNER)).body
+        assert set(detail["rules"]) == {"max_loss", "daily_loss", "risk_per_trade"}
+        assert detail["rules"]["max_loss"]["floor"] == "90000.00"
+        assert detail["trading_day"]["locked_until"] is None
+    accepted = await http.post(
+        1, f"/funded-accounts/{acct}/withdraw", withdraw_body("100.00"), OWNER
+    )
+    assert accepted.status == 201, accepted.body
