@@ -27,6 +27,8 @@ from typing import Any
 from domain.events import account_id_for
 
 TIER = "funded-100k"
+# A bundled tier with every rule of a rule pack on (CONTRACT section 4a), for `--only packs`.
+EVERY_RULE_TIER = "funded-100k-every-rule-eod-10-soft-daily-5-new-york"
 
 # A 100K account whose realized P&L stays within +-2,000.00 (open positions swing +-2,500.00)
 # has a drawdown of at most (104,500 - 95,500) / 104,500 = 8.6 % (limit 10 %) and a risk per
@@ -61,12 +63,12 @@ def make_accounts(run: str, group: str, start: int, count: int) -> list[Account]
     return out
 
 
-def assessment(a: Account) -> dict[str, Any]:
+def assessment(a: Account, tier: str = TIER) -> dict[str, Any]:
     return {
         "event_id": f"e-{a.assessment_id}",
         "assessment_id": a.assessment_id,
         "user_id": a.user_id,
-        "tier_id": TIER,
+        "tier_id": tier,
         "status": "passed",
         "completed_at": now_ts(),
     }

@@ -521,8 +521,54 @@ class Bench:
                 f"{res['ratio_to_young']}x young, {res['dead_letters']} dead letters"
             )
 
+    async def packs(self) -> None:
+        """One worker, the same trade backlog on the two-rule tier of section 4 and on a tier
+        with every rule of a rule pack on (issue 12: within 15 %), alternated over rounds on
+        fresh accounts so that the machine's drift hits both alike."""
+        assert self.w1
+        cfg = self.cfg
+        await self.layout([self.w1])
+        count, each = cfg.mix_young
+        rounds = 2 if count < 1000 else 3
+        runs: dict[str, list[dict[str, Any]]] = {"two_rules": [], "every_rule": []}
+        for r in range(rounds):
+            order = [("two_rules", load.TIER), ("every_rule", load.EVERY_RULE_TIER)]
+            for name, tier in order if r % 2 == 0 else order[::-1]:
+                res = await self._mix_run(
+                    f"packs-{name}-{r}", f"k{r}{name[0]}", count, [each] * count, 0, tier=tier
+                )
+                runs[name].append(res)
+        out: dict[str, Any] = {}
+        for name, results in runs.items():
+            rates = [x["events_per_second"] for x in results]
+            cpu = [x["worker_cpu_us_per_event"] for x in results]
+            out[name] = {
+                "events_per_second": rates,
+                "worker_cpu_us_per_event": cpu,
+                "dead_letters": [x["dead_letters"] for x in results],
+            }
+        two, every = out["two_rules"], out["every_rule"]
+        out["ratio_events_per_second"] = round(
+            sum(every["events_per_second"]) / sum(two["events_per_second"]), 3
+        )
+        out["ratio_cpu_per_event"] = round(
+            sum(every["worker_cpu_us_per_event"]) / sum(two["worker_cpu_us_per_event"]), 3
+        )
+        out["accounts"], out["events_per_account"], out["rounds"] = count, each, rounds
+        self.results["packs"] = out
+        self.say(
+            f"packs: every rule / two rules = {out['ratio_events_per_second']} (events/s), "
+            f"{out['ratio_cpu_per_event']} (CPU per event)"
+        )
+
     async def _mix_run(
-        self, name: str, group: str, count: int, per_account: list[int], before: int
+        self,
+        name: str,
+        group: str,
+        count: int,
+        per_account: list[int],
+        before: int,
+        tier: str = load.TIER,
     ) -> dict[str, Any]:
         """Activates `count` fresh accounts on w1, applies `before` events to each (not
         measured), then measures the backlog of `per_account` events."""
@@ -536,7 +582,7 @@ class Bench:
         base = await c.processed([w])
         assert base is not None
         await c.publish(
-            [("assessment.completed", a.assessment_id, load.assessment(a)) for a in accounts]
+            [("assessment.completed", a.assessment_id, load.assessment(a, tier)) for a in accounts]
         )
         self.extra_accounts += count
         await self.wait_processed([w], base + count, 600, f"{name} activations")

@@ -32,7 +32,17 @@ from typing import Any
 from bench.cluster import REPO, Cluster
 from bench.phases import FULL, MIX_NAMES, QUICK, Bench, load_note
 
-PHASES = ("throughput", "mixes", "ceiling", "floor", "latency", "http", "restart", "core")
+PHASES = (
+    "throughput",
+    "mixes",
+    "packs",
+    "ceiling",
+    "floor",
+    "latency",
+    "http",
+    "restart",
+    "core",
+)
 ALIASES = {"memory": "restart", "sink": "throughput"}
 
 GOALS = {
@@ -485,6 +495,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await bench.throughput()
             if "mixes" in wanted:
                 await bench.mixes()
+            if "packs" in wanted:
+                await bench.packs()
             if "ceiling" in wanted:
                 await bench.ceiling()
             if "floor" in wanted:

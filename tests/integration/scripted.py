@@ -251,10 +251,14 @@ def generate(
         at = format_ts(stamp())
         if trades == doom_at and state.is_active:
             if not state.positions:
-                add(
+                out = add(
                     TRADES,
                     {**s.opened(acct, next_id("p"), "1000.00", next_id("t")), "occurred_at": at},
                 )
+                if not out.changed:
+                    # Refused (daily_loss_locked): the breach comes with a later trade.
+                    doom_at = trades + 1
+                    continue
             pid = next(iter(state.positions))
             # Past the max-loss floor by up to 1,000.00: the account closes.
             readings = state.readings()
