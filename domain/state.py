@@ -34,7 +34,7 @@ from domain.rules import (
     drawdown,
     risk_per_trade,
 )
-from domain.tiers import Tier, parse_tier
+from domain.tiers import Tier, stored_tier
 from domain.timestamps import format_ts, parse_ts
 from domain.withdrawals import IN_FLIGHT, PENDING, Withdrawal
 
@@ -413,7 +413,7 @@ class AccountState:
             "account_id": self.account_id,
             "user_id": self.user_id,
             "assessment_id": self.assessment_id,
-            "tier": self.tier.to_wire(),
+            "tier": self.tier.wire,
             "status": self.status,
             "activated_at": format_ts(self.activated_at),
             "closed_at": _optional_ts(self.closed_at),
@@ -450,7 +450,7 @@ class AccountState:
         status = data["status"]
         if status not in (ACTIVE, CLOSED):
             raise CorruptState(f"unknown account status {status!r}")
-        tier = parse_tier(data["tier"])
+        tier = stored_tier(data["tier"])
         terms = tier.terms
         names = RULES if terms is None else terms.rule_names
         rule_status = {rule: str(data["rule_status"][rule]) for rule in names}

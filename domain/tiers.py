@@ -15,7 +15,7 @@ from domain.fields import FieldReader
 from domain.money import format_cents, format_ratio
 from domain.rulepacks import InvalidRules, RulePack, parse_rules
 
-__all__ = ["InvalidTier", "Tier", "default_catalog", "load_catalog", "parse_tier"]
+__all__ = ["InvalidTier", "Tier", "default_catalog", "load_catalog", "parse_tier", "stored_tier"]
 
 _ONE = Decimal(1)
 
@@ -59,6 +59,12 @@ class Tier:
         if self.rules is not None:
             wire["rules"] = self.rules.to_wire()
         return wire
+
+    @cached_property
+    def wire(self) -> dict[str, Any]:
+        """`to_wire()` made once per tier object (the stored account value carries it on every
+        write); callers must not change it."""
+        return self.to_wire()
 
     @cached_property
     def terms(self) -> PackTerms | None:
@@ -122,6 +128,28 @@ def parse_tier(obj: object) -> Tier:
         min_trades=min_trades,
         rules=rules,
     )
+
+
+# Tiers read back from stored account values, by their canonical JSON: an account's value is
+# decoded on every batch, and parsing a rule pack (zones, ratios) costs more than the rest of
+# the value. Tier objects are immutable, so one may serve every account that kept those terms.
+_STORED_TIERS: dict[str, Tier] = {}
+_STORED_TIERS_MAX = 4096
+
+
+def stored_tier(obj: object) -> Tier:
+    """`parse_tier` for a tier kept in an account's value, remembered by its exact terms."""
+    try:
+        key = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return parse_tier(obj)
+    tier = _STORED_TIERS.get(key)
+    if tier is None:
+        tier = parse_tier(obj)
+        if len(_STORED_TIERS) >= _STORED_TIERS_MAX:
+            _STORED_TIERS.clear()
+        _STORED_TIERS[key] = tier
+    return tier
 
 
 def load_catalog(text: str) -> list[Tier]:
