@@ -745,12 +745,6 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
             state, reply=Reply.refuse(Refusal(Code.UNKNOWN_ACCOUNT, "no such funded account"))
         )
     existing = state.withdrawals.get(cmd.withdrawal_id) or archived
-    if existing is None and state.book is not None:
-        # The request is an input of its day: a later one rolls the account over first.
-        log = _log(state, cmd)
-        _roll(state, cmd.requested_at, log)
-    else:
-        log = None
     if existing is not None:
         # The same request under a new event id (e.g. a client retry): answer it again, unless
         # it asks for something else than the withdrawal its key named.
@@ -775,7 +769,6 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
         state.version += 1
         return Outcome(
             state,
-            facts=[] if log is None else log.facts,
             reply=Reply.refuse(refusal),
             changed=True,
             remember=Remembered(
@@ -796,8 +789,7 @@ def _request(state: AccountState, cmd: RequestWithdrawal, archived: Withdrawal |
         destination=cmd.destination,
         requested_at=cmd.requested_at,
     )
-    if log is None:
-        log = _log(state, cmd)
+    log = _log(state, cmd)
     log.withdrawal_requested(withdrawal)
     if not withdrawal.requires_review:
         withdrawal = transition(

@@ -794,3 +794,80 @@ async def test_payout_eligibility_and_gate_refusals_on_both_workers(
         1, f"/funded-accounts/{acct}/withdraw", withdraw_body("100.00"), OWNER
     )
     assert accepted.status == 201, accepted.body
+
+
+EVERY_RULE = "funded-100k-every-rule-eod-10-soft-daily-5-new-york"
+# ... min_trading_days 5, min_winning_days 3 of 200.00, consistency 0.40, payouts every 14 days
+
+
+async def test_each_payout_gate_over_http_until_a_payout_then_the_interval(
+    http: Http, kafka: Kafka
+) -> None:
+    """Every gate of a pack tier in turn, on both workers: the eligibility's figure, then the
+    422 naming the gate, until a withdrawal is paid; the next request waits 14 days."""
+    asm = s.uid("asm")
+    await kafka.send("assessment.completed", asm, s.assessment(asm, "usr_1", EVERY_RULE))
+    acct = s.account_of(asm)
+    await http.account_when(0, acct, OWNER, lambda a: True, timeout=90)
+    realized = 0
+
+    async def day(n: int, pnl_cents: int) -> None:
+        # 18:00 UTC is 13:00 in New York: one trading day each (resets at 17:00 there).
+        nonlocal realized
+        at = f"2026-11-{23 + n}T18:00:00Z"
+        realized += pnl_cents
+        pnl = f"{pnl_cents // 100}.{pnl_cents % 100:02d}"
+        await kafka.send_many(
+            [
+                ("trades", acct, {**s.opened(acct, f"p-{n}", "1000.00"), "occurred_at": at}),
+                ("trades", acct, {**s.closed(acct, f"p-{n}", pnl), "occurred_at": at}),
+            ]
+        )
+        total = f"{realized // 100}.{realized % 100:02d}"
+        await http.account_when(0, acct, OWNER, lambda a: a["realized_pnl"] == total)
+
+    async def gates() -> dict[str, dict[str, Any]]:
+        answers = [
+            await http.get(w, f"/funded-accounts/{acct}/payout-eligibility", OWNER) for w in BOTH
+        ]
+        both = [{g["gate"]: g for g in a.body["gates"]} for a in answers]
+        for one in both:  # the interval's figure is the time since, read at each call
+            one["payout_interval_days"] = {
+                k: v
+                for k, v in one["payout_interval_days"].items()
+                if k not in ("value", "message")
+            }
+        assert both[0] == both[1]
+        return {g["gate"]: g for g in answers[0].body["gates"]}
+
+    async def refused_by(gate: str, code: str) -> None:
+        for w in BOTH:
+            answer = await http.post(
+                w, f"/funded-accounts/{acct}/withdraw", withdraw_body("100.00"), OWNER
+            )
+            assert answer.status == 422, answer.body
+            assert answer.body["error"]["code"] == code
+            assert answer.body["error"]["details"]["gate"] == gate
+
+    for n, pnl in enumerate((1000_00, 100_00, 300_00, 50_00, 20_00)):
+        await day(n, pnl)
+    g = await gates()
+    assert g["min_trading_days"]["passed"] and g["min_trading_days"]["value"] == "5"
+    assert not g["min_winning_days"]["passed"] and g["min_winning_days"]["value"] == "2"
+    await refused_by("min_winning_days", "min_winning_days_not_met")
+    await day(5, 400_00)
+    g = await gates()
+    assert g["min_winning_days"]["passed"] and not g["consistency"]["passed"]
+    # best day 1,000.00 of 1,870.00: above 0.4 x 1,870.00 = 748.00
+    # 13:00 in New York on 11-23 is in the trading day that began at 17:00 on 11-22
+    assert g["consistency"]["value"] == "best day 2026-11-22 1000.00 of total 1870.00"
+    await refused_by("consistency", "consistency_not_met")
+    await day(6, 700_00)  # total 2,570.00: 1,000.00 is within 0.4 x 2,570.00 = 1,028.00
+    g = await gates()
+    assert all(x["passed"] for x in g.values()), [x for x in g.values() if not x["passed"]]
+    paid = await http.post(1, f"/funded-accounts/{acct}/withdraw", withdraw_body("100.00"), OWNER)
+    assert paid.status == 201 and paid.body["withdrawal"]["status"] == "completed", paid.body
+    g = await gates()
+    assert not g["payout_interval_days"]["passed"]
+    assert g["payout_interval_days"]["required"] == "14 days 00:00:00"
+    await refused_by("payout_interval_days", "payout_interval_not_met")
