@@ -6,7 +6,9 @@ nothing is subscribed, so no topic is created and no group offset moves). Each a
 expected rows are the sink's rows of `domain.snapshots.snapshot(state, state.withdrawals)`;
 they are compared with the `funded_accounts`, `funded_virtual_accounts` and `withdrawals` rows
 in the database, column by column (`app.sink_db`'s column lists: a withdrawal's
-`reversed_total` included). A missing row, a column that differs (the account and balance rows'
+`reversed_total` and a rule-pack account's day columns included: `trading_day`,
+`day_resets_at`, `day_anchor`, `day_pnl`, `locked_until`, `trading_days`, `winning_days`, NULL
+for a legacy account). A missing row, a column that differs (the account and balance rows'
 `version` included) and a row of an account the tables do not know are each a difference.
 
 Against a running system, the database may trail the tables by the sink's lag: run it when the
@@ -20,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -105,6 +107,8 @@ class Report:
 def _show(value: Any) -> str:
     if isinstance(value, datetime):
         return format_ts(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     return repr(value)

@@ -6,16 +6,18 @@ the parameters of the statements. `SinkDatabase` writes a collapsed batch in one
 with upserts that only take a newer `version`, so a replay never moves a row backwards, and
 inserts each fact into `account_events` once per `event_id`.
 
-Money goes to PostgreSQL as `Decimal` (NUMERIC(18,2)), times as aware UTC datetimes.
+Money goes to PostgreSQL as `Decimal` (NUMERIC(18,2)), times as aware UTC datetimes, a
+trading day as a `date`, the day counters as `int`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -75,6 +77,15 @@ BALANCE_COLUMNS: tuple[str, ...] = (
     "unrealized_pnl",
     "total_withdrawals",
     "updated_at",
+    # A rule-pack account's day (migration 0003, `domain.snapshots.day_figures`); NULL for a
+    # legacy tier.
+    "trading_day",
+    "day_resets_at",
+    "day_anchor",
+    "day_pnl",
+    "locked_until",
+    "trading_days",
+    "winning_days",
     "version",
 )
 WITHDRAWAL_COLUMNS: tuple[str, ...] = (
@@ -107,13 +118,23 @@ _MONEY = frozenset(
         "reversed_total",
     }
 )
+_OPTIONAL_MONEY = frozenset({"day_anchor", "day_pnl"})
 _REQUIRED_TIMES = frozenset({"activated_at", "updated_at", "requested_at"})
-_OPTIONAL_TIMES = frozenset({"closed_at", "approved_at", "completed_at", "rejected_at"})
+_OPTIONAL_TIMES = frozenset(
+    {"closed_at", "approved_at", "completed_at", "rejected_at", "day_resets_at", "locked_until"}
+)
+_OPTIONAL_DATES = frozenset({"trading_day"})
+_OPTIONAL_COUNTS = frozenset({"trading_days", "winning_days"})
+# PostgreSQL `integer`.
+_MAX_COUNT = 2**31 - 1
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _OPTIONAL_TEXT = frozenset(
     {"closure_reason", "rejection_reason", "stripe_payout_id", "approved_by"}
 )
 # Columns added after the first snapshots were sent: an older record without the key means
 # this value (a withdrawal's `reversed_total` came with migration 0002; nothing was reversed).
+# The day columns of migration 0003 have no entry: a record without them (a legacy account's,
+# or one sent before them) means NULL.
 _DEFAULTS: Mapping[str, object] = {"reversed_total": "0.00"}
 
 
@@ -203,6 +224,21 @@ def _time(value: object, name: str) -> datetime:
         raise InvalidRecord(f"{name}: {exc.reason}") from None
 
 
+def _date(value: object, name: str) -> date:
+    if not isinstance(value, str) or not _DATE_RE.fullmatch(value):
+        raise InvalidRecord(f"{name}: expected a date YYYY-MM-DD, got {value!r}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRecord(f"{name}: not a date: {value!r}") from None
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise InvalidRecord(f"{name}: expected a count (0 to {_MAX_COUNT}), got {value!r}")
+    return value
+
+
 def _text(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRecord(f"{name}: expected a non-empty string, got {value!r}")
@@ -231,6 +267,12 @@ def _row(data: Mapping[str, Any], columns: Sequence[str], version: int, where: s
         name = f"{where}.{col}"
         if col in _MONEY:
             row[col] = _money(value, name)
+        elif col in _OPTIONAL_MONEY:
+            row[col] = None if value is None else _money(value, name)
+        elif col in _OPTIONAL_DATES:
+            row[col] = None if value is None else _date(value, name)
+        elif col in _OPTIONAL_COUNTS:
+            row[col] = None if value is None else _count(value, name)
         elif col in _REQUIRED_TIMES:
             row[col] = _time(value, name)
         elif col in _OPTIONAL_TIMES:

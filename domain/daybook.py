@@ -137,6 +137,18 @@ class DayBook:
         """The current day's closed P&L so far."""
         return realized_pnl_cents - self.day_start_realized_cents
 
+    def trading_days_so_far(self) -> int:
+        """Trading days, the current day included once a position was opened or closed on it
+        (what `min_trading_days` counts). Rolling over does not change it."""
+        return self.trading_days + (1 if self.day_traded else 0)
+
+    def winning_days_so_far(self, realized_pnl_cents: int, min_profit_cents: int) -> int:
+        """Winning days, the current day included if it traded and its closed P&L so far
+        reaches `min_profit_cents` (what `min_winning_days` counts). Rolling over does not
+        change it."""
+        today = self.day_traded and self.day_pnl_cents(realized_pnl_cents) >= min_profit_cents
+        return self.winning_days + (1 if today else 0)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "day": self.day.isoformat(),
@@ -276,12 +288,11 @@ def day_gates(
     today = book.day_pnl_cents(realized_pnl_cents)
     results: list[GateResult] = []
     if pack.min_trading_days is not None:
-        days = book.trading_days + (1 if book.day_traded else 0)
+        days = book.trading_days_so_far()
         results.append(min_trading_days(pack.min_trading_days, days))
     winning = pack.min_winning_days
     if winning is not None:
-        won_today = book.day_traded and today >= winning.min_profit_cents
-        count = book.winning_days + (1 if won_today else 0)
+        count = book.winning_days_so_far(realized_pnl_cents, winning.min_profit_cents)
         results.append(min_winning_days(winning.days, winning.min_profit_cents, count))
     if pack.consistency is not None:
         best_day, best = book.best_day, book.best_day_pnl_cents

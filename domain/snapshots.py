@@ -2,6 +2,13 @@
 
 The account agent sends one snapshot per applied change; the sink turns it into upserts that
 only take a newer version, so a replay never moves a row backwards.
+
+A rule-pack account's balances row also carries its day (`day_figures`): the figures of the
+stored state, as of its last applied change. A read rolls an idle account over to today on the
+fly (CONTRACT section 4a); the row does not, so it names its `trading_day`, and a
+`locked_until` already past means the lock is over (it is cleared at the account's next input).
+The gate counters include the current day and do not change when a day is rolled over.
+A legacy account's snapshot has none of these keys (the columns stay NULL).
 """
 
 from __future__ import annotations
@@ -27,6 +34,33 @@ def withdrawal_ids_in(facts: Iterable[dict[str, Any]]) -> list[str]:
         if isinstance(wid, str):
             seen.setdefault(wid)
     return list(seen)
+
+
+def day_figures(state: AccountState) -> dict[str, Any]:
+    """The day columns of a rule-pack account's balances row; empty for a legacy tier.
+
+    `trading_days` and `winning_days` count as the payout gates do, the current day included
+    (`GET .../payout-eligibility` shows the same figures); `winning_days` is None when the pack
+    has no `min_winning_days` (a winning day is only defined by its `min_profit`).
+    """
+    book = state.book
+    terms = state.pack
+    if book is None or terms is None:
+        return {}
+    winning = terms.pack.min_winning_days
+    return {
+        "trading_day": book.day.isoformat(),
+        "day_resets_at": format_ts(book.day_end),
+        "day_anchor": format_cents(book.day_anchor_cents),
+        "day_pnl": format_cents(book.day_pnl_cents(state.realized_pnl_cents)),
+        "locked_until": _ts(book.locked_until),
+        "trading_days": book.trading_days_so_far(),
+        "winning_days": (
+            None
+            if winning is None
+            else book.winning_days_so_far(state.realized_pnl_cents, winning.min_profit_cents)
+        ),
+    }
 
 
 def snapshot(
@@ -80,6 +114,7 @@ def snapshot(
             "unrealized_pnl": format_cents(state.unrealized_pnl_cents),
             "total_withdrawals": format_cents(state.total_withdrawals_cents),
             "updated_at": format_ts(state.updated_at),
+            **day_figures(state),
         },
         "withdrawals": withdrawals,
     }

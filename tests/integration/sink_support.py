@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ MONEY = {
     "total_withdrawals",
     "amount",
     "reversed_total",
+    "day_anchor",
+    "day_pnl",
 }
 TIMES = {
     "activated_at",
@@ -60,7 +63,21 @@ TIMES = {
     "approved_at",
     "completed_at",
     "rejected_at",
+    "day_resets_at",
+    "locked_until",
 }
+DATES = {"trading_day"}
+# A rule-pack account's day on its balances row (migration 0003); NULL for a legacy account,
+# whose snapshot has none of these keys.
+DAY_COLUMNS = (
+    "trading_day",
+    "day_resets_at",
+    "day_anchor",
+    "day_pnl",
+    "locked_until",
+    "trading_days",
+    "winning_days",
+)
 
 
 def sink_env(services: Services, prefix: str, schema: str, **extra: str) -> dict[str, str]:
@@ -164,6 +181,8 @@ def _typed(row: Mapping[str, Any]) -> dict[str, Any]:
             out[col] = Decimal(value)
         elif value is not None and col in TIMES:
             out[col] = parse_ts(value)
+        elif value is not None and col in DATES:
+            out[col] = date.fromisoformat(value)
         else:
             out[col] = value
     return out
@@ -190,6 +209,7 @@ def expected_from_tables(
             "version": state.version,
         }
         out["funded_virtual_accounts"][state.account_id] = {
+            **dict.fromkeys(DAY_COLUMNS),
             **_typed(snap["balances"]),
             "version": state.version,
         }

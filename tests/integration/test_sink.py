@@ -8,9 +8,12 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from app.codec import dumps
@@ -21,10 +24,11 @@ from domain.account import Outcome
 from domain.snapshots import snapshot, withdrawal_ids_in
 from domain.state import AccountState
 from tests.integration import streams as s
-from tests.integration.conftest import Services
+from tests.integration.conftest import Services, pg_dsn
 from tests.integration.harness import Kafka, Worker, wait_until
 from tests.integration.http_support import Http, auth
 from tests.integration.sink_support import (
+    DAY_COLUMNS,
     SINK_TOPICS,
     behind,
     db_count,
@@ -332,6 +336,148 @@ async def assert_database_follows_the_tables(
     found = await reconcile(settings_of(env))
     assert found == [], "\n".join(map(str, found[:20]))
     return actual
+
+
+PACK_TIER = "funded-50k-eod-trailing-soft-daily-chicago"  # bundled: S 50,000.00, daily 1,000.00
+NEXT_DAY = "2026-11-23T23:00:05Z"  # just after 17:00 in Chicago: day 2026-11-23
+
+
+def at_instant(event: dict[str, Any], occurred_at: str) -> dict[str, Any]:
+    return {**event, "occurred_at": occurred_at}
+
+
+async def test_a_rule_pack_accounts_day_and_lock_land_and_reconcile_spots_a_wrong_day_column(
+    kafka: Kafka, services: Services, db_schema: str, env: dict[str, str]
+) -> None:
+    """Through the real worker: a rule-pack account's day figures and its daily-loss lock
+    reach its balances row, the next day replaces them, old snapshots replayed do not bring the
+    lock back, a legacy account's day columns stay NULL, and reconcile names a wrong day
+    column."""
+    legacy_asm, pack_asm = s.uid("asm"), s.uid("asm")
+    legacy, pack = s.account_of(legacy_asm), s.account_of(pack_asm)
+    await kafka.send_many(
+        [
+            ("assessment.completed", legacy_asm, s.assessment(legacy_asm, user="usr_1")),
+            (
+                "assessment.completed",
+                pack_asm,
+                s.assessment(pack_asm, user="usr_2", tier=PACK_TIER),
+            ),
+        ]
+    )
+    await wait_for_states(kafka, [legacy, pack], lambda st: True, "activation")
+    # Activated 2026-11-23T10:00Z = 04:00 in Chicago: day 2026-11-22, ends 2026-11-23T23:00Z.
+    # A winning day (300.00 >= 150.00), then an open loss under the floor 50,000.00 - 1,000.00.
+    await kafka.send_many(
+        [
+            ("trades", legacy, s.opened(legacy, "p-1", "1000.00")),
+            ("trades", legacy, s.closed(legacy, "p-1", "250.00")),
+            ("trades", pack, s.opened(pack, "p-1", "1000.00")),
+            ("trades", pack, s.closed(pack, "p-1", "300.00")),
+            ("trades", pack, s.opened(pack, "p-2", "1000.00")),
+            ("trades", pack, s.updated(pack, "p-2", "-1300.01")),  # equity 48,999.99
+        ]
+    )
+    await wait_for_states(
+        kafka,
+        [legacy, pack],
+        lambda st: (
+            st.closed_positions_count == 1 and (st.book is None or st.book.locked_until is not None)
+        ),
+        "the first day's trades",
+    )
+    await wait_all_caught_up(kafka)
+    row = (await db_rows(services, db_schema))["funded_virtual_accounts"][pack]
+    assert {c: row[c] for c in DAY_COLUMNS} == {
+        "trading_day": date(2026, 11, 22),
+        "day_resets_at": datetime(2026, 11, 23, 23, 0, tzinfo=UTC),
+        "day_anchor": Decimal("50000.00"),
+        "day_pnl": Decimal("300.00"),  # closed P&L only
+        "locked_until": datetime(2026, 11, 23, 23, 0, tzinfo=UTC),
+        "trading_days": 1,
+        "winning_days": 1,
+    }
+    assert row["current_balance"] == Decimal("48999.99")
+    locked = await kafka.facts("funded-account.locked")
+    assert [f["account_id"] for f in locked] == [pack]
+    events = (await db_rows(services, db_schema))["account_events"]
+    assert events[locked[0]["event_id"]]["type"] == "funded-account.locked"
+
+    # The next day: its first event ends the lock, then closes the position for -100.00.
+    await kafka.send("trades", pack, at_instant(s.closed(pack, "p-2", "-100.00"), NEXT_DAY))
+    await wait_for_states(kafka, [pack], lambda st: not st.positions, "the next day's first trade")
+    actual = await assert_database_follows_the_tables(kafka, services, db_schema, env)
+    row = actual["funded_virtual_accounts"][pack]
+    assert {c: row[c] for c in DAY_COLUMNS} == {
+        "trading_day": date(2026, 11, 23),
+        "day_resets_at": datetime(2026, 11, 24, 23, 0, tzinfo=UTC),
+        "day_anchor": Decimal("50300.00"),  # anchor "max" of balance 50,300.00, equity 48,999.99
+        "day_pnl": Decimal("-100.00"),
+        "locked_until": None,
+        "trading_days": 2,
+        "winning_days": 1,
+    }
+    assert [row[c] for c in DAY_COLUMNS] != [None] * len(DAY_COLUMNS)
+    legacy_row = actual["funded_virtual_accounts"][legacy]
+    assert [legacy_row[c] for c in DAY_COLUMNS] == [None] * len(DAY_COLUMNS)
+    assert legacy_row["current_balance"] == Decimal("100250.00")
+
+    # Every snapshot the worker sent, again, newest first: the lock does not come back.
+    sent = [
+        (SNAPSHOTS, pack, value)
+        for _, key, value, _ in await kafka.read_all([SNAPSHOTS])
+        if key == pack.encode() and value
+    ]
+    # (one per batch of the account's inputs: at least the activation's and the last one)
+    locks = [json.loads(v)["balances"].get("locked_until") for _, _, v in sent]
+    assert locks[-1] is None and "2026-11-23T23:00:00Z" in locks, locks
+    await kafka.send_many(list(reversed(sent)))
+    await wait_caught_up(kafka, SINK_TOPICS)
+    assert (await db_rows(services, db_schema))["funded_virtual_accounts"][pack] == row
+
+    # A wrong day column is a difference, named like any other column's.
+    conn = await asyncpg.connect(pg_dsn(services), server_settings={"search_path": db_schema})
+    try:
+        await conn.execute(
+            "UPDATE funded_virtual_accounts SET trading_day = '2026-11-22', day_pnl = 0 "
+            "WHERE funded_account_id = $1",
+            pack,
+        )
+        # (the checks of migration 0003 take a whole day or none: half a day is refused)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "UPDATE funded_virtual_accounts SET winning_days = 3 WHERE funded_account_id = $1",
+                legacy,
+            )
+        await conn.execute(
+            "UPDATE funded_virtual_accounts SET trading_day = '2026-11-23', "
+            "day_resets_at = '2026-11-24T00:00:00Z', day_anchor = 100000, day_pnl = 0, "
+            "trading_days = 0 WHERE funded_account_id = $1",
+            legacy,
+        )
+    finally:
+        await conn.close()
+    wrong_day = (
+        "trading_day: database 2026-11-22, tables 2026-11-23; "
+        "day_pnl: database 0.00, tables -100.00"
+    )
+    diffs = await reconcile(settings_of(env))
+    assert sorted(diffs) == sorted(
+        [
+            Difference("funded_virtual_accounts", pack, wrong_day),
+            Difference(
+                "funded_virtual_accounts",
+                legacy,
+                "trading_day: database 2026-11-23, tables None; "
+                "day_resets_at: database 2026-11-24T00:00:00Z, tables None; "
+                "day_anchor: database 100000.00, tables None; "
+                "day_pnl: database 0.00, tables None; trading_days: database 0, tables None",
+            ),
+        ]
+    )
+    cli = reconcile_cli(env)
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert f"funded_virtual_accounts {pack}: {wrong_day}" in cli.stdout.splitlines()
 
 
 async def test_a_database_outage_delays_the_sink_and_loses_nothing(

@@ -8,7 +8,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +43,17 @@ from app.sink_db import (
 from domain.account import Outcome
 from domain.snapshots import snapshot, withdrawal_ids_in
 from tests.unit.domain.story import Story
+from tests.unit.domain.test_pack_accounts import SOFT_CHICAGO, pack_tier
+
+DAY_COLUMNS = (
+    "trading_day",
+    "day_resets_at",
+    "day_anchor",
+    "day_pnl",
+    "locked_until",
+    "trading_days",
+    "winning_days",
+)
 
 
 def snap(story: Story, outcome: Outcome | None = None, ts: float | None = None) -> SinkRecord:
@@ -184,6 +195,60 @@ def test_a_withdrawal_row_carries_its_reversed_total_and_older_records_mean_zero
     assert dict(zip(WITHDRAWAL_COLUMNS, params, strict=True))["reversed_total"] == Decimal("12.34")
 
 
+def pack_story() -> Story:
+    """A rule-pack account (days from 17:00 in Chicago) locked by its daily loss."""
+    story = Story(pack_tier({**SOFT_CHICAGO, "min_winning_days": {"days": 2, "min_profit": "1"}}))
+    story.trade("200.00")
+    story.open("p-1")
+    story.update("p-1", "-1200.01")
+    return story
+
+
+def test_a_pack_snapshot_lands_its_day_columns_typed_and_a_record_without_them_means_null() -> None:
+    story = pack_story()
+    s = snapshot(story.state)
+    batch = collapse([SinkRecord(SNAPSHOT, dumps(s))])
+    (params,) = balance_params(batch)
+    b = dict(zip(BALANCE_COLUMNS, params, strict=True))
+    assert b["trading_day"] == date(2026, 11, 22)
+    assert b["day_resets_at"] == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+    assert b["locked_until"] == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+    assert b["day_anchor"] == Decimal("100000.00") and b["day_pnl"] == Decimal("200.00")
+    assert (b["trading_days"], b["winning_days"]) == (1, 1)
+    # Sent before the columns existed: the row's day columns are NULL, the rest as before.
+    older = {**s, "balances": {k: v for k, v in s["balances"].items() if k not in DAY_COLUMNS}}
+    (params,) = balance_params(collapse([SinkRecord(SNAPSHOT, dumps(older))]))
+    b = dict(zip(BALANCE_COLUMNS, params, strict=True))
+    assert [b[c] for c in DAY_COLUMNS] == [None] * len(DAY_COLUMNS)
+    assert b["current_balance"] == Decimal("98999.99")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("trading_day", "2026-11-22T00:00:00Z"),
+        ("trading_day", "20261122"),
+        ("trading_day", "2026-02-30"),
+        ("trading_day", 20261122),
+        ("day_resets_at", "2026-11-23 23:00"),
+        ("locked_until", "tomorrow"),
+        ("day_anchor", "100000.001"),
+        ("day_pnl", 1.5e300),
+        ("trading_days", -1),
+        ("trading_days", True),
+        ("winning_days", "3"),
+        ("winning_days", 2**31),
+    ],
+)
+def test_bad_day_figures_in_a_snapshot_are_invalid(column: str, value: object) -> None:
+    s = snapshot(pack_story().state)
+    bad = {**s, "balances": {**s["balances"], column: value}}
+    batch = collapse([SinkRecord(SNAPSHOT, dumps(bad))])
+    assert not batch.accounts
+    (reason,) = batch.invalid
+    assert f"balances.{column}" in reason
+
+
 # --- statements ----------------------------------------------------------------------------
 
 
@@ -229,6 +294,9 @@ def test_upserts_only_take_a_newer_version_and_facts_go_in_once() -> None:
     assert UPSERT_WITHDRAWAL.endswith("WHERE withdrawals.version < EXCLUDED.version")
     assert "status = EXCLUDED.status" in UPSERT_WITHDRAWAL
     assert "reversed_total = EXCLUDED.reversed_total" in UPSERT_WITHDRAWAL
+    for column in DAY_COLUMNS:
+        assert f"{column} = EXCLUDED.{column}" in UPSERT_BALANCES
+    assert UPSERT_BALANCES.count("$") == len(BALANCE_COLUMNS)
     assert UPSERT_WITHDRAWAL.count("$") == len(WITHDRAWAL_COLUMNS)
     assert INSERT_EVENT.endswith("ON CONFLICT (event_id) DO NOTHING")
     assert UPSERT_ACCOUNT.count("$") == len(ACCOUNT_COLUMNS)
@@ -704,3 +772,29 @@ def test_text_that_cannot_be_encoded_is_the_records_content_not_an_outage() -> N
     except UnicodeEncodeError as exc:
         assert refused_reason(exc) is not None
     assert refused_reason(OSError("connection refused")) is None
+
+
+def test_reconcile_spots_a_wrong_day_column_and_shows_it_as_on_the_wire() -> None:
+    story = pack_story()
+    acct = story.account_id
+    db = database_of(story)
+    assert compare({acct: story.state}, db) == []
+    row = db["funded_virtual_accounts"][acct]
+    assert row["trading_day"] == date(2026, 11, 22) and row["winning_days"] == 1
+    row["trading_day"] = date(2026, 11, 21)
+    row["day_pnl"] = Decimal("-5")
+    row["locked_until"] = None
+    (diff,) = compare({acct: story.state}, db)
+    assert diff.table == "funded_virtual_accounts" and diff.row_id == acct
+    assert diff.detail == (
+        "trading_day: database 2026-11-21, tables 2026-11-22; "
+        "day_pnl: database -5.00, tables 200.00; "
+        "locked_until: database None, tables 2026-11-23T23:00:00Z"
+    )
+    # A legacy account's day columns are NULL: a value there is a difference too.
+    legacy, _, _, _ = story_with_withdrawal()
+    db = database_of(legacy)
+    assert db["funded_virtual_accounts"][legacy.account_id]["trading_days"] is None
+    db["funded_virtual_accounts"][legacy.account_id]["trading_days"] = 0
+    (diff,) = compare({legacy.account_id: legacy.state}, db)
+    assert diff.detail == "trading_days: database 0, tables None"
