@@ -33,8 +33,9 @@ from domain.money import (
     parse_money,
     split_round_down,
 )
+from domain.rulepacks import VIOLATION
 from domain.state import AccountState
-from domain.tiers import Tier
+from domain.tiers import Tier, parse_tier
 from tests.unit.domain.story import DESTINATION, T0, USER, tier
 
 PROPERTY_SETTINGS = settings(
@@ -53,6 +54,56 @@ TIERS = [
         max_drawdown=Decimal("0.5"),
         max_risk_per_trade=Decimal("0.5"),
         min_trades=2,
+    ),
+    # Rule packs (CONTRACT section 4a): every rule on, a daily loss that locks, gates that
+    # most requests pass ...
+    parse_tier(
+        {
+            "tier_id": "pack-every-rule",
+            "name": "Every rule",
+            "starting_balance": "100000.00",
+            "profit_split": "0.80",
+            "rules": {
+                "max_loss": {
+                    "mode": "trailing_eod",
+                    "limit": "0.20",
+                    "lock_at": "starting_balance",
+                },
+                "daily_loss": {
+                    "limit": "0.05",
+                    "anchor": "max",
+                    "reset_tz": "America/Chicago",
+                    "reset_at": "17:00",
+                    "action": "lock",
+                },
+                "risk_per_trade": {"limit": "0.08"},
+                "consistency": {"max_best_day_share": "0.90"},
+                "min_trading_days": 1,
+                "min_winning_days": {"days": 1, "min_profit": "10.00"},
+                "payout_interval_days": 0,
+            },
+        }
+    ),
+    # ... and one whose daily loss closes, with gates that refuse more often.
+    parse_tier(
+        {
+            "tier_id": "pack-static",
+            "name": "Static",
+            "starting_balance": "50000.00",
+            "profit_split": "0.90",
+            "rules": {
+                "max_loss": {"mode": "trailing", "amount": "10000.00"},
+                "daily_loss": {
+                    "amount": "8000.00",
+                    "anchor": "balance",
+                    "reset_tz": "Europe/Prague",
+                    "action": "close",
+                },
+                "consistency": {"max_best_day_share": "0.50"},
+                "min_trading_days": 2,
+                "payout_interval_days": 1,
+            },
+        }
     ),
 ]
 
@@ -158,8 +209,9 @@ class Run:
         return ActivateAccount("act", self.account_id, USER, "asm_prop", self.terms, T0)
 
     def _next(self) -> tuple[str, Any]:
+        # 37 minutes apart: a script spans days, so rule packs roll over (and end locks).
         self.seq += 1
-        return f"e-{self.seq}", T0 + timedelta(minutes=self.seq)
+        return f"e-{self.seq}", T0 + timedelta(minutes=37 * self.seq)
 
     def build(self, op: tuple[Any, ...], state: AccountState) -> list[Message]:
         kind = op[0]
@@ -235,10 +287,19 @@ class Run:
         return [ReverseTransfer(event_id, account, withdrawal_id, transfer_id, op[3], at)]
 
 
+# A rule-pack book's highest closing balance is None until a day has closed.
+_NULLABLE_CENTS = frozenset({"highest_closed_balance_cents"})
+
+
 def _all_cents_are_ints(value: Any) -> bool:
     if isinstance(value, dict):
         return all(
-            (not key.endswith("_cents") or (type(item) is int)) and _all_cents_are_ints(item)
+            (
+                not key.endswith("_cents")
+                or type(item) is int
+                or (key in _NULLABLE_CENTS and item is None)
+            )
+            and _all_cents_are_ints(item)
             for key, item in value.items()
         )
     if isinstance(value, list):
@@ -308,6 +369,7 @@ def play(
     assert state is not None
     outcomes = [first]
     peaks: list[int] = []
+    floors: list[int] = []
     was_closed = False
     messages = (message for op in script for message in run.build(op, state))
     for message in messages:
@@ -337,7 +399,35 @@ def play(
         was_closed = was_closed or state.status == "closed"
         assert state.status == ("closed" if was_closed else "active")
         check_invariants(state, peaks, memory)
+        check_rule_invariants(state, floors)
     return state, outcomes
+
+
+def check_rule_invariants(state: AccountState, floors: list[int]) -> None:
+    """The rules' readings: a loss rule breaks exactly when equity < floor; an active
+    account's stored statuses are those of its current figures; a max-loss floor never moves
+    down; a lock only on a day that broke, on an active account."""
+    readings = state.readings()
+    equity = state.current_balance_cents
+    for reading in readings.values():
+        if reading.floor_cents is not None:
+            assert (reading.status == VIOLATION) == (equity < reading.floor_cents)
+            assert reading.remaining_cents == equity - reading.floor_cents
+    if state.is_active:
+        assert (
+            state.rule_status
+            == state.rule_statuses()
+            == {rule: r.status for rule, r in readings.items()}
+        )
+    book = state.book
+    if book is None:
+        return
+    floor = readings["max_loss"].floor_cents if "max_loss" in readings else None
+    if floor is not None:
+        assert not floors or floor >= floors[-1]
+        floors.append(floor)
+    if book.locked_until is not None:
+        assert book.daily_breached and book.locked_until == book.day_end
 
 
 @PROPERTY_SETTINGS
