@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import faust
@@ -34,6 +35,7 @@ from app import durable
 from app.codec import WireError, dumps, loads_object
 from app.durable import send_durable
 from app.faust_app import FundedFlow
+from app.riskfeed import RiskPublisher
 from app.topics import (
     ACCOUNT_COMMANDS,
     ACCOUNT_SNAPSHOTS,
@@ -47,6 +49,7 @@ from domain.account import AccountState, Outcome, Remembered, Reply, handle, ste
 from domain.events import Command, InvalidEvent, TradeEvent, parse_command, parse_trade
 from domain.money import format_cents
 from domain.policy import Refusal
+from domain.riskview import risk_view
 from domain.snapshots import snapshot, withdrawal_ids_in
 from domain.state import RECENT_IDS
 from domain.withdrawals import APPROVED, Withdrawal, archive_entry, read_archive_entry
@@ -227,6 +230,8 @@ class AccountProcessor:
         self.batches = 0
         # Waits until every record sent so far is delivered (app/durable.py).
         self.delivered: Callable[[], Awaitable[None]] = durable.delivered
+        # The live risk feed: each stored change's risk view, for Redis (app/riskfeed.py).
+        self.risk: RiskPublisher | None = ff.extras.get("risk_publisher")
 
     def resolve(self, event_id: str | None, outcome: Outcome) -> None:
         # Any claimed id, the empty one included: a waiter keyed by "" is answered too.
@@ -379,6 +384,9 @@ class AccountProcessor:
             # only take newer versions, so an extra snapshot is harmless.
             snap = snapshot(state, withdrawal_ids_in(account.facts), account.archived)
             await send_durable(self.ff.topic(ACCOUNT_SNAPSHOTS), key=key, value=dumps(snap))
+            if self.risk is not None:
+                view = risk_view(state, datetime.now(UTC))
+                self.risk.offer(account.account_id, state.version, dumps(view))
         for event_id, outcome in account.answers:
             self.resolve(event_id, outcome)
         if state is not None:
@@ -511,6 +519,15 @@ async def run_batches(
 
 
 def register(ff: FundedFlow) -> None:
+    if ff.settings.risk_feed:
+        publisher = ff.extras["risk_publisher"] = RiskPublisher(
+            ff.settings.redis_url, ff.settings.topic_prefix
+        )
+
+        @ff.app.task  # type: ignore[untyped-decorator]
+        async def publish_risk_views() -> None:
+            await publisher.run()
+
     processor = AccountProcessor(ff)
     ff.extras["account_processor"] = processor
 

@@ -26,6 +26,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise SettingsError(f"{name} must be on or off, got {raw!r}")
+
+
 def _opt(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name, "").strip()
     return raw or None
@@ -57,6 +68,8 @@ class Settings:
     db_schema: str | None = None
     # Host name other workers use to reach this one's HTTP server.
     web_host: str = ""
+    # The live risk feed's Redis fan-out (views/riskstream.py); off: streams poll the owner.
+    risk_feed: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +95,7 @@ class Settings:
             topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
             db_schema=_opt(e, "FUNDEDFLOW_DB_SCHEMA"),
             web_host=_opt(e, "WEB_HOST") or socket.gethostname(),
+            risk_feed=_flag(e, "FUNDEDFLOW_RISK_FEED", d.risk_feed),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

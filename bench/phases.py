@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ class Config:
     mix_hot: tuple[int, int]
     partitions: int = 8
     fallback_rate: float = 1000.0  # latency load when the throughput run was left out
+    # The live feed (`Bench.feed`): accounts streamed, streams in all, seconds of trading.
+    feed_accounts: int = 100
+    feed_streams: int = 1_000
+    feed_seconds: float = 30.0
 
 
 FULL = Config(
@@ -107,6 +112,9 @@ QUICK = Config(
     mix_deep=(5, 1_200),
     mix_long=(5, 2_500, 1_200),
     mix_hot=(400, 8_000),
+    feed_accounts=50,
+    feed_streams=200,
+    feed_seconds=10.0,
 )
 
 
@@ -617,6 +625,99 @@ class Bench:
         if prefill:
             res["history_before_window"] = prefill
         return res
+
+    async def feed(self) -> None:
+        """The live risk feed (issue 13): `feed_streams` streams over both workers, each on
+        the worker that does not own its account, while trades flow at half the two-worker
+        maximum. Measures the delay from the owner's view (its `as_of`, taken when the change
+        is stored) to the event read by the client, the workers' RSS per 1,000 streams, and a
+        trade backlog's throughput with the streams open beside the same without them."""
+        assert self.w1 and self.w2 and self.mix is not None
+        c, cfg = self.cluster, self.cfg
+        await self.layout([self.w1, self.w2])
+        targets: list[tuple[Account, Worker]] = []
+        for a in self.trading[: cfg.feed_accounts]:
+            owner = await c.owner_of(a.account_id, a.user_id)
+            if owner is not None:
+                targets.append((a, self.w2 if owner is self.w1 else self.w1))
+        if not targets:
+            raise RuntimeError("feed: no account's owner could be found")
+        workers = [self.w1, self.w2]
+
+        def rss() -> int:
+            return sum(rss_bytes(w.pid or 0) or 0 for w in workers)
+
+        two = self.results.get("throughput", {}).get("two_workers", {})
+        max_eps = two.get("events_per_second")
+        rate = max_eps / 2 if max_eps else cfg.fallback_rate
+        out: dict[str, Any] = {"streams": cfg.feed_streams, "accounts": len(targets)}
+        rss_before = rss()
+        streams = FeedStreams(targets, cfg.feed_streams)
+        self.say(f"feed: opening {cfg.feed_streams} streams on the non-owners")
+        await streams.open()
+        await asyncio.sleep(2)
+        rss_with = rss()
+        out["rss_mib_per_1000_streams"] = round(
+            (rss_with - rss_before) / 2**20 * 1000 / cfg.feed_streams, 1
+        )
+        out["connect_seconds"] = streams.connect_seconds
+        self.say(
+            f"feed: {rate:.0f} trade events/s for {cfg.feed_seconds:.0f}s with the streams open"
+        )
+        streams.reset()
+        producer = AIOKafkaProducer(bootstrap_servers=c.kafka.split(","), acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            t0 = time.monotonic()
+            sent = 0
+            while time.monotonic() - t0 < cfg.feed_seconds:
+                due = int((time.monotonic() - t0) * rate)
+                for _ in range(due - sent):
+                    acct, event = self.mix.next()
+                    await producer.send(
+                        c.t("trades"), key=acct.encode(), value=json.dumps(event).encode()
+                    )
+                sent = max(sent, due)
+                await asyncio.sleep(0.005)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await asyncio.sleep(2)
+        lat = streams.latencies
+        out["trading"] = {
+            "rate_per_second": round(rate),
+            "seconds": cfg.feed_seconds,
+            "events_received": len(lat),
+            "publish_to_client_ms": summary_ms(lat),
+            "streams_still_open": streams.open_count(),
+        }
+        coalesced = 0.0
+        for w in workers:
+            m = await c.metrics(w) or {}
+            coalesced += sum(
+                v for k, v in m.items() if k == "fundedflow_risk_events_coalesced_total"
+            )
+        out["trading"]["coalesced"] = round(coalesced)
+        self.say(
+            f"  feed: {len(lat)} events read, publish->client p50 "
+            f"{out['trading']['publish_to_client_ms']['p50_ms']} ms, p99 "
+            f"{out['trading']['publish_to_client_ms']['p99_ms']} ms"
+        )
+        # The throughput cost: the same kind of backlog with the streams open, then without.
+        with_streams = await self._throughput_run(workers, "feed-with-streams")
+        await streams.close()
+        without = await self._throughput_run(workers, "feed-without-streams")
+        out["backlog_with_streams"] = with_streams["events_per_second"]
+        out["backlog_without_streams"] = without["events_per_second"]
+        out["backlog_cpu_us_per_event"] = {
+            "with": with_streams["worker_cpu_us_per_event"],
+            "without": without["worker_cpu_us_per_event"],
+        }
+        self.results["feed"] = out
+        self.say(
+            f"  backlog: {out['backlog_with_streams']} events/s with the streams open, "
+            f"{out['backlog_without_streams']} without"
+        )
 
     async def _dead_letters(self, workers: list[Worker]) -> float:
         got = await asyncio.gather(*(self.cluster.metrics(w) for w in workers))
@@ -1166,3 +1267,72 @@ def _slope(points: list[tuple[int, int]]) -> float | None:
     if sxx == 0:
         return None
     return sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
+
+
+def _as_of_epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class FeedStreams:
+    """The bench's risk stream clients: one aiohttp session, each stream read to its end; the
+    delay of each event after the first from its view's `as_of`."""
+
+    def __init__(self, targets: list[tuple[Account, Worker]], count: int) -> None:
+        self.targets = targets
+        self.count = count
+        self.latencies: list[float] = []
+        self.first_events = 0
+        self.connect_seconds = 0.0
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._open = 0
+
+    def reset(self) -> None:
+        self.latencies = []
+
+    def open_count(self) -> int:
+        return self._open
+
+    async def _follow(self, account: Account, worker: Worker) -> None:
+        assert self._session is not None
+        url = f"{worker.url}/funded-accounts/{account.account_id}/risk/stream"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self._session.get(url, headers=bearer(account.user_id), timeout=timeout) as r:
+            if r.status != 200:
+                return
+            self._open += 1
+            first = True
+            try:
+                async for line in r.content:
+                    if not line.startswith(b"data: "):
+                        continue
+                    now = time.time()
+                    view = json.loads(line[6:])
+                    if "as_of" not in view:
+                        continue
+                    if first:
+                        first = False
+                        self.first_events += 1
+                        if self.first_events >= self.count:
+                            self._ready.set()
+                        continue
+                    self.latencies.append(now - _as_of_epoch(view["as_of"]))
+            finally:
+                self._open -= 1
+
+    async def open(self, timeout: float = 180) -> None:
+        t0 = time.monotonic()
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        for i in range(self.count):
+            account, worker = self.targets[i % len(self.targets)]
+            self._tasks.append(asyncio.create_task(self._follow(account, worker)))
+        await asyncio.wait_for(self._ready.wait(), timeout)
+        self.connect_seconds = round(time.monotonic() - t0, 1)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()

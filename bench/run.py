@@ -36,6 +36,7 @@ PHASES = (
     "throughput",
     "mixes",
     "packs",
+    "feed",
     "ceiling",
     "floor",
     "latency",
@@ -497,6 +498,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await bench.mixes()
             if "packs" in wanted:
                 await bench.packs()
+            if "feed" in wanted:
+                await bench.feed()
             if "ceiling" in wanted:
                 await bench.ceiling()
             if "floor" in wanted:

@@ -9,4 +9,7 @@ scripts/bootstrap.sh
 scripts/stack.sh up
 trap 'scripts/stack.sh down' EXIT
 eval "$(scripts/stack.sh env)"
+# The browser tests' headless Chromium (Debian's package; installed when missing).
+FUNDEDFLOW_CHROMIUM=$(scripts/browser.sh)
+export FUNDEDFLOW_CHROMIUM
 .venv/bin/python -m pytest --cov=domain --cov-report=term "$@"

@@ -201,6 +201,38 @@ def _schemas() -> dict[str, Schema]:
             description="The tier's terms, as kept by the account at activation.",
         ),
         "Gate": gate,
+        "RiskView": _object(
+            [
+                "account_id",
+                "version",
+                "status",
+                "equity",
+                "balance",
+                "peak_balance",
+                "withdrawable_amount",
+                "positions",
+                "rules",
+                "trading_day",
+                "as_of",
+            ],
+            {
+                "account_id": {"type": "string"},
+                "version": {"type": "integer", "minimum": 0},
+                "status": {"type": "string", "enum": ACCOUNT_STATUSES},
+                "equity": _ref("Money"),
+                "balance": _ref("Money"),
+                "peak_balance": _ref("Money"),
+                "withdrawable_amount": _ref("Money"),
+                "positions": {"type": "array", "items": _ref("Position")},
+                "rules": {"type": "object", "additionalProperties": _ref("Rule")},
+                "trading_day": {
+                    "anyOf": [{"type": "object"}, {"type": "null"}],
+                    "description": "a rule-pack account's day, reset instant and lock",
+                },
+                "as_of": _ref("Timestamp"),
+            },
+            description="What the live risk feed sends: the account's risk as of `as_of`.",
+        ),
         "PayoutEligibility": _object(
             ["eligible", "max_amount", "gates"],
             {
@@ -734,6 +766,64 @@ def _paths() -> dict[str, Schema]:
                 ),
                 "responses": {
                     "200": _json(_ref("PayoutEligibility"), "The gates."),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/funded-accounts/{account_id}/risk": {
+            "parameters": [_account_param()],
+            "get": {
+                "operationId": "getAccountRisk",
+                "tags": ["accounts"],
+                "summary": "The account's risk view now (the live feed's first event).",
+                "description": (
+                    "Balances, equity, every rule reading with `remaining` and `floor`, open "
+                    "positions, and a rule-pack account's trading day, reset instant and lock, "
+                    "as of now, read at the account's owner. The caller's own account; an admin "
+                    "may read any."
+                ),
+                "responses": {
+                    "200": _json(_ref("RiskView"), "The risk view."),
+                    "401": _use("Unauthorized"),
+                    "404": ACCOUNT_NOT_FOUND,
+                    "503": _use("Unavailable"),
+                },
+            },
+        },
+        "/funded-accounts/{account_id}/risk/stream": {
+            "parameters": [_account_param()],
+            "get": {
+                "operationId": "streamAccountRisk",
+                "tags": ["accounts"],
+                "summary": "The account's risk, live (Server-Sent Events), from any worker.",
+                "description": (
+                    "First a `risk` event with the current view (`id:` the account's state "
+                    "version), then one `risk` event per change the owner applies, a comment "
+                    "heartbeat every 15 s. A client that falls behind gets the newest view, not "
+                    "a queue of stale ones. `Last-Event-ID` resumes with the current view. "
+                    "While the Redis fan-out is down a `feed` event says so and the stream polls "
+                    "the owner every second; another `feed` event says when it is back. The "
+                    "same authentication as the other routes (a Bearer header: read it with "
+                    "fetch streaming, not EventSource, so no token goes in a URL)."
+                ),
+                "parameters": [
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": (
+                            "Ignored beyond resuming: the first event is the current view."
+                        ),
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An endless `text/event-stream`.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
                     "401": _use("Unauthorized"),
                     "404": ACCOUNT_NOT_FOUND,
                     "503": _use("Unavailable"),

@@ -13,6 +13,7 @@ from aiohttp import web
 from faust.web import View
 
 from app.codec import WireError, dumps, loads_object
+from app.riskfeed import LATENCY_BUCKETS
 from app.topics import ACCOUNT_COMMANDS
 from domain.events import InvalidEvent, ReverseTransfer, parse_command
 from domain.ids import account_of_withdrawal
@@ -96,7 +97,63 @@ def metrics_text(ctx: WebContext) -> str:
         "# TYPE fundedflow_ratelimit_redis_failures_total counter",
         f"fundedflow_ratelimit_redis_failures_total {ctx.limiter.redis_failures}",
     ]
+    lines += risk_feed_metrics(ctx)
     return "\n".join(lines) + "\n"
+
+
+def risk_feed_metrics(ctx: WebContext) -> list[str]:
+    """The live risk feed: this worker's streams, what they sent and coalesced, the latency
+    from the owner's publish to the send here, and the owner side's publishing."""
+    ff = ctx.ff
+    stats = ff.extras.get("risk_stream_stats")
+    publisher = ff.extras.get("risk_publisher")
+    hub = ff.extras.get("risk_hub")
+    lines: list[str] = []
+    if stats is not None:
+        lines += [
+            "# HELP fundedflow_risk_streams Risk streams connected to this worker.",
+            "# TYPE fundedflow_risk_streams gauge",
+            f"fundedflow_risk_streams {stats.connected}",
+            "# HELP fundedflow_risk_events_sent_total Risk views sent on this worker's streams.",
+            "# TYPE fundedflow_risk_events_sent_total counter",
+            f"fundedflow_risk_events_sent_total {stats.sent}",
+            "# HELP fundedflow_risk_events_coalesced_total Views replaced by a newer one before"
+            " a slow stream could send them.",
+            "# TYPE fundedflow_risk_events_coalesced_total counter",
+            f"fundedflow_risk_events_coalesced_total {stats.coalesced}",
+            "# HELP fundedflow_risk_polls_total Views read from the owner while Redis was down.",
+            "# TYPE fundedflow_risk_polls_total counter",
+            f"fundedflow_risk_polls_total {stats.polled}",
+            "# HELP fundedflow_risk_publish_to_send_seconds From the owner's publish to the"
+            " send on this worker's stream.",
+            "# TYPE fundedflow_risk_publish_to_send_seconds histogram",
+        ]
+        for bound in LATENCY_BUCKETS:
+            lines.append(
+                f'fundedflow_risk_publish_to_send_seconds_bucket{{le="{bound}"}} '
+                f"{stats.latency_buckets.get(bound, 0)}"
+            )
+        lines += [
+            f'fundedflow_risk_publish_to_send_seconds_bucket{{le="+Inf"}} {stats.latency_count}',
+            f"fundedflow_risk_publish_to_send_seconds_sum {stats.latency_sum:.6f}",
+            f"fundedflow_risk_publish_to_send_seconds_count {stats.latency_count}",
+        ]
+    if hub is not None:
+        lines += [
+            "# HELP fundedflow_risk_feed_up Whether this worker's Redis subscription is up.",
+            "# TYPE fundedflow_risk_feed_up gauge",
+            f"fundedflow_risk_feed_up {1 if hub.up else 0}",
+        ]
+    if publisher is not None:
+        lines += [
+            "# HELP fundedflow_risk_views_published_total Risk views this owner published.",
+            "# TYPE fundedflow_risk_views_published_total counter",
+            f"fundedflow_risk_views_published_total {publisher.published}",
+            "# HELP fundedflow_risk_views_dropped_total Views not published: Redis unreachable.",
+            "# TYPE fundedflow_risk_views_dropped_total counter",
+            f"fundedflow_risk_views_dropped_total {publisher.dropped}",
+        ]
+    return lines
 
 
 async def send_bounded(ctx: WebContext, account_id: str, command: dict[str, Any]) -> None:

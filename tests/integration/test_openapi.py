@@ -49,7 +49,8 @@ RUNS = {
     "trader": (
         TRADER,
         [],
-        [],
+        # The stream never ends: it is tested in tests/integration/test_risk_stream.py.
+        ["--exclude-path-regex", "/risk/stream$"],
         [
             ("GET /funded-accounts", 200),
             ("GET /funded-accounts/{account_id}", 200),
@@ -72,7 +73,7 @@ RUNS = {
     "admin": (
         ADMIN,
         ["admin"],
-        ["--exclude-path-regex", "/approve$"],
+        ["--exclude-path-regex", "/approve$|/risk/stream$"],
         [
             ("GET /admin/withdrawals/pending", 200),
             ("GET /funded-accounts/{account_id}", 200),

@@ -18,6 +18,8 @@ CONTRACT_ROUTES = {
     ("post", "/funded-accounts/{account_id}/withdraw"),
     ("get", "/funded-accounts/{account_id}/withdrawals"),
     ("get", "/funded-accounts/{account_id}/payout-eligibility"),
+    ("get", "/funded-accounts/{account_id}/risk"),
+    ("get", "/funded-accounts/{account_id}/risk/stream"),
     ("get", "/funded-accounts/{account_id}/breaches"),
     ("get", "/admin/withdrawals/pending"),
     ("post", "/admin/withdrawals/{withdrawal_id}/approve"),

@@ -417,3 +417,20 @@ def test_the_book_survives_the_stored_form_and_does_not_grow_with_days() -> None
         assert AccountState.from_dict(json.loads(json.dumps(stored))).to_dict() == stored
         sizes.append(len(json.dumps({k: v for k, v in stored.items() if k != "recent_ids"})))
     assert max(sizes[10:]) - min(sizes[10:]) < 40  # digits of growing counters, nothing more
+
+
+def test_days_without_events_count_as_days_without_trades() -> None:
+    story = Story(pack_tier({**STATIC_PRAGUE, **GATED}))
+    story.trade("300.00")  # 2026-11-23: a trading and winning day
+    at(story, "2026-11-27T08:00:00Z")  # three Prague days with no event in between
+    story.open("p-9")
+    book = story.state.book
+    assert book is not None and book.day.isoformat() == "2026-11-27"
+    assert book.trading_days == 1 and book.winning_days == 1
+    assert book.best_day is not None and book.best_day.isoformat() == "2026-11-23"
+    # The closing balance of the empty days is the one the first day closed with.
+    assert book.highest_closed_balance_cents == cents("100300.00")
+    assert book.highest_closed_day is not None
+    assert book.highest_closed_day.isoformat() == "2026-11-23"
+    assert book.day_anchor_cents == cents("100300.00")
+    assert book.day_end == datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
