@@ -25,9 +25,15 @@ PREFIX = os.environ.get("FUNDEDFLOW_TOPIC_PREFIX", "")
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 SECRET = os.environ.get("JWT_SECRET", "")
 WORKERS = os.environ.get("DEMO_WORKERS", "http://127.0.0.1:6066").split(",")
+# The trader (scripts/run.sh prints a token for them, to watch /app/ during the demo) and the
+# pause after each step, so a person watching the page sees each change land.
+USER = os.environ.get("DEMO_USER", "")
+PACE = float(os.environ.get("DEMO_PACE", "0"))
 
 
 def step(n: int, text: str) -> None:
+    if PACE > 0 and n > 1:
+        time.sleep(PACE)
     print(f"\n== {n}. {text}", flush=True)
 
 
@@ -46,7 +52,7 @@ def now() -> str:
 
 class Demo:
     def __init__(self) -> None:
-        self.user = f"usr_demo_{uuid.uuid4().hex[:6]}"
+        self.user = USER or f"usr_demo_{uuid.uuid4().hex[:6]}"
         self.trader = token(self.user, [])
         self.admin = token("adm_demo", ["admin"])
         self._session: aiohttp.ClientSession | None = None

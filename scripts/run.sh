@@ -42,7 +42,33 @@ done
 # A just-formed group may still rebalance once; give it a moment to settle.
 sleep 3
 
-DEMO_WORKERS=http://127.0.0.1:6066,http://127.0.0.1:6067 .venv/bin/python scripts/demo.py
+# The demo's trader, and a token to watch their accounts live on the trader page.
+DEMO_USER=${DEMO_USER:-usr_demo_$(date +%s)}
+TRADER_TOKEN=$(DEMO_USER=$DEMO_USER .venv/bin/python -c 'import os, time, jwt
+print(jwt.encode({"sub": os.environ["DEMO_USER"], "roles": [], "exp": int(time.time()) + 8 * 3600},
+                 os.environ["JWT_SECRET"], algorithm="HS256"))')
+ADMIN_TOKEN=$(.venv/bin/python -c 'import os, time, jwt
+print(jwt.encode({"sub": "adm_demo", "roles": ["admin"], "exp": int(time.time()) + 8 * 3600},
+                 os.environ["JWT_SECRET"], algorithm="HS256"))')
+echo
+echo "Trader page: http://127.0.0.1:6066/app/  (sign in with the trader token below)"
+echo "Admin page:  http://127.0.0.1:6066/app/admin  (admin token below)"
+echo "trader token ($DEMO_USER): $TRADER_TOKEN"
+echo "admin token (adm_demo):    $ADMIN_TOKEN"
+if [ "${DEMO_EXIT:-0}" = 1 ]; then
+  wait_s=${DEMO_WAIT:-0}
+  pace=${DEMO_PACE:-0}
+else
+  wait_s=${DEMO_WAIT:-15}
+  pace=${DEMO_PACE:-2}
+fi
+if [ "$wait_s" -gt 0 ]; then
+  echo "the demo starts in ${wait_s}s: open the trader page now to watch it live"
+  sleep "$wait_s"
+fi
+
+DEMO_USER=$DEMO_USER DEMO_PACE=$pace DEMO_WORKERS=http://127.0.0.1:6066,http://127.0.0.1:6067 \
+  .venv/bin/python scripts/demo.py
 
 if [ "${DEMO_EXIT:-0}" = 1 ]; then
   exit 0

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from app.settings import Settings
-from app.tiers_seed import seed_tiers
+from tests.integration import pair
 from tests.integration import streams as s
 from tests.integration.conftest import Services
-from tests.integration.harness import Kafka, Worker, worker_env
+from tests.integration.harness import Kafka, Worker
 from tests.integration.http_support import Http, auth
 from tests.integration.risk_support import SseClient
 from tests.integration.sink_support import stack
@@ -33,29 +32,17 @@ def workers(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, list[Worker]]]:
     prefix = s.uid("riskchaos") + "."
-    tmp = tmp_path_factory.mktemp("riskchaos")
-    env = worker_env(
-        services,
-        prefix,
-        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=module_schema,
-        WEB_HOST="127.0.0.1",
-    )
-    asyncio.run(seed_tiers(Settings.from_env(env)))
-    ws = [Worker(env, tmp / f"w{i}", tmp / f"w{i}.log").start() for i in BOTH]
-    yield prefix, ws
-    for w in ws:
-        w.stop()
+    for ws in pair.started(
+        services, prefix, module_schema, double, tmp_path_factory.mktemp("riskchaos")
+    ):
+        yield prefix, ws
 
 
 @pytest.fixture
 async def kafka(services: Services, workers: tuple[str, list[Worker]]) -> AsyncIterator[Kafka]:
     prefix, ws = workers
-    k = Kafka(services, prefix)
-    k.workers.extend(ws)
-    await k.start()
-    yield k
-    await k.stop()
+    async with pair.kafka(services, prefix, ws) as k:
+        yield k
 
 
 async def test_streams_fall_back_to_polling_while_redis_is_down_and_recover(

@@ -4,7 +4,6 @@ on both workers (one of them forwards to the owner)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,8 +12,7 @@ from typing import Any
 import pytest
 
 from app.breaches import MAX_BREACHES
-from app.settings import Settings
-from app.tiers_seed import seed_tiers
+from tests.integration import pair
 from tests.integration import streams as s
 from tests.integration.breach_support import (
     explain_cli,
@@ -23,7 +21,7 @@ from tests.integration.breach_support import (
     violation,
 )
 from tests.integration.conftest import Services, pg_dsn
-from tests.integration.harness import Kafka, Worker, wait_until, worker_env
+from tests.integration.harness import Kafka, Worker, wait_until
 from tests.integration.http_support import ADMIN, Http, auth, token
 from tests.integration.stripe_double import StripeDouble
 
@@ -47,19 +45,9 @@ def workers(
     double: StripeDouble,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Worker]]:
-    tmp = tmp_path_factory.mktemp("breaches")
-    env = worker_env(
-        services,
-        prefix,
-        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=module_schema,
-        WEB_HOST="127.0.0.1",
+    yield from pair.started(
+        services, prefix, module_schema, double, tmp_path_factory.mktemp("breaches")
     )
-    asyncio.run(seed_tiers(Settings.from_env(env)))
-    ws = [Worker(env, tmp / f"w{i}", tmp / f"w{i}.log").start() for i in BOTH]
-    yield ws
-    for w in ws:
-        w.stop()
 
 
 @pytest.fixture
@@ -71,11 +59,8 @@ async def http(workers: list[Worker]) -> AsyncIterator[Http]:
 
 @pytest.fixture
 async def kafka(services: Services, prefix: str, workers: list[Worker]) -> AsyncIterator[Kafka]:
-    k = Kafka(services, prefix)
-    k.workers.extend(workers)
-    await k.start()
-    yield k
-    await k.stop()
+    async with pair.kafka(services, prefix, workers) as k:
+        yield k
 
 
 async def new_account(kafka: Kafka, http: Http, user: str = "usr_1") -> str:

@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from app.settings import Settings
-from app.tiers_seed import seed_tiers
+from tests.integration import pair
 from tests.integration import streams as s
 from tests.integration.conftest import Services
-from tests.integration.harness import Kafka, Worker, worker_env
+from tests.integration.harness import Kafka, Worker
 from tests.integration.http_support import Http, auth
 from tests.integration.risk_support import SseClient
 from tests.integration.stripe_double import StripeDouble
@@ -43,19 +42,9 @@ def workers(
     double: StripeDouble,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Worker]]:
-    tmp = tmp_path_factory.mktemp("risk")
-    env = worker_env(
-        services,
-        prefix,
-        STRIPE_API_BASE=f"http://127.0.0.1:{double.port}",
-        FUNDEDFLOW_DB_SCHEMA=module_schema,
-        WEB_HOST="127.0.0.1",
+    yield from pair.started(
+        services, prefix, module_schema, double, tmp_path_factory.mktemp("risk")
     )
-    asyncio.run(seed_tiers(Settings.from_env(env)))
-    ws = [Worker(env, tmp / f"w{i}", tmp / f"w{i}.log").start() for i in BOTH]
-    yield ws
-    for w in ws:
-        w.stop()
 
 
 @pytest.fixture
@@ -67,11 +56,8 @@ async def http(workers: list[Worker]) -> AsyncIterator[Http]:
 
 @pytest.fixture
 async def kafka(services: Services, prefix: str, workers: list[Worker]) -> AsyncIterator[Kafka]:
-    k = Kafka(services, prefix)
-    k.workers.extend(workers)
-    await k.start()
-    yield k
-    await k.stop()
+    async with pair.kafka(services, prefix, workers) as k:
+        yield k
 
 
 async def new_account(kafka: Kafka, http: Http) -> str:

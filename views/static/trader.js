@@ -176,12 +176,27 @@ class AccountCard {
 
 boot(async () => {
   const box = document.getElementById("accounts");
-  const { status, data } = await api("GET", "/funded-accounts");
-  if (status !== 200) { box.textContent = `Could not list your accounts (${status}).`; return; }
-  if (!data.funded_accounts.length) { box.textContent = "You have no funded account yet."; return; }
-  for (const account of data.funded_accounts) {
-    const card = new AccountCard(account);
-    box.append(card.node);
-    card.follow();
+  const cards = new Map();
+  async function refresh() {
+    const { status, data } = await api("GET", "/funded-accounts");
+    if (status !== 200) {
+      if (!cards.size) box.textContent = `Could not list your accounts (${status}).`;
+      return;
+    }
+    if (!data.funded_accounts.length) {
+      box.textContent = "You have no funded account yet (this page adds it when it appears).";
+      return;
+    }
+    if (!cards.size) box.textContent = "";
+    // Newest first, as the API lists them; a new account appears at the top.
+    for (const account of [...data.funded_accounts].reverse()) {
+      if (cards.has(account.id)) continue;
+      const card = new AccountCard(account);
+      cards.set(account.id, card);
+      box.prepend(card.node);
+      card.follow();
+    }
   }
+  await refresh();
+  setInterval(refresh, 3000);
 });
