@@ -724,7 +724,10 @@ async def test_payout_eligibility_and_gate_refusals_on_both_workers(
     """A rule-pack tier's gate over HTTP: eligibility before and after it is met, and the
     422 that names it in `error.details`, asked on both workers (one forwards to the owner)."""
     asm = s.uid("asm")
-    await kafka.send("assessment.completed", asm, s.assessment(asm, "usr_1", PACK_TIER))
+    # Activated at a pinned instant: the shared test clock (streams.ts) moves on with every
+    # test before this one, and the trades below are dated from 2026-11-23.
+    activation = {**s.assessment(asm, "usr_1", PACK_TIER), "completed_at": "2026-11-23T10:00:00Z"}
+    await kafka.send("assessment.completed", asm, activation)
     acct = s.account_of(asm)
     await http.account_when(0, acct, OWNER, lambda a: True, timeout=90)
     path = f"/funded-accounts/{acct}/payout-eligibility"
@@ -806,7 +809,10 @@ async def test_each_payout_gate_over_http_until_a_payout_then_the_interval(
     """Every gate of a pack tier in turn, on both workers: the eligibility's figure, then the
     422 naming the gate, until a withdrawal is paid; the next request waits 14 days."""
     asm = s.uid("asm")
-    await kafka.send("assessment.completed", asm, s.assessment(asm, "usr_1", EVERY_RULE))
+    # Activated at a pinned instant: the shared test clock (streams.ts) moves on with every
+    # test before this one, and the trades below are dated from 2026-11-23.
+    activation = {**s.assessment(asm, "usr_1", EVERY_RULE), "completed_at": "2026-11-23T10:00:00Z"}
+    await kafka.send("assessment.completed", asm, activation)
     acct = s.account_of(asm)
     await http.account_when(0, acct, OWNER, lambda a: True, timeout=90)
     realized = 0

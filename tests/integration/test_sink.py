@@ -361,7 +361,11 @@ async def test_a_rule_pack_accounts_day_and_lock_land_and_reconcile_spots_a_wron
             (
                 "assessment.completed",
                 pack_asm,
-                s.assessment(pack_asm, user="usr_2", tier=PACK_TIER),
+                # Pinned: the shared test clock (streams.ts) moves on with every test run before.
+                {
+                    **s.assessment(pack_asm, user="usr_2", tier=PACK_TIER),
+                    "completed_at": "2026-11-23T10:00:00Z",
+                },
             ),
         ]
     )
