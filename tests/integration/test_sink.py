@@ -376,10 +376,16 @@ async def test_a_rule_pack_accounts_day_and_lock_land_and_reconcile_spots_a_wron
         [
             ("trades", legacy, s.opened(legacy, "p-1", "1000.00")),
             ("trades", legacy, s.closed(legacy, "p-1", "250.00")),
-            ("trades", pack, s.opened(pack, "p-1", "1000.00")),
-            ("trades", pack, s.closed(pack, "p-1", "300.00")),
-            ("trades", pack, s.opened(pack, "p-2", "1000.00")),
-            ("trades", pack, s.updated(pack, "p-2", "-1300.01")),  # equity 48,999.99
+            # Dated on the activation's day (the shared test clock may be past it by now).
+            ("trades", pack, at_instant(s.opened(pack, "p-1", "1000.00"), "2026-11-23T11:00:01Z")),
+            ("trades", pack, at_instant(s.closed(pack, "p-1", "300.00"), "2026-11-23T11:00:02Z")),
+            ("trades", pack, at_instant(s.opened(pack, "p-2", "1000.00"), "2026-11-23T11:00:03Z")),
+            # equity 48,999.99
+            (
+                "trades",
+                pack,
+                at_instant(s.updated(pack, "p-2", "-1300.01"), "2026-11-23T11:00:04Z"),
+            ),
         ]
     )
     await wait_for_states(
