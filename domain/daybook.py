@@ -35,10 +35,10 @@ from domain.rulepacks import (
     min_winning_days,
     payout_interval_days,
 )
-from domain.timestamps import format_ts, parse_ts
+from domain.timestamps import format_ts, format_ts_or_none, parse_ts, parse_ts_or_none
 from domain.tradingdays import DayClock
 
-__all__ = ["DayBook", "PackTerms", "day_gates", "open_book", "roll", "rolled"]
+__all__ = ["DayBook", "PackTerms", "day_gates", "open_book", "roll", "rolled", "stored_int"]
 
 
 @dataclass(frozen=True)
@@ -164,13 +164,9 @@ class DayBook:
             "highest_closed_day": (
                 None if self.highest_closed_day is None else self.highest_closed_day.isoformat()
             ),
-            "locked_until": None if self.locked_until is None else format_ts(self.locked_until),
+            "locked_until": format_ts_or_none(self.locked_until),
             "daily_breached": self.daily_breached,
-            "last_payout_requested_at": (
-                None
-                if self.last_payout_requested_at is None
-                else format_ts(self.last_payout_requested_at)
-            ),
+            "last_payout_requested_at": format_ts_or_none(self.last_payout_requested_at),
         }
 
     @classmethod
@@ -178,29 +174,28 @@ class DayBook:
         def day_or_none(value: Any) -> date | None:
             return None if value is None else date.fromisoformat(str(value))
 
-        def ts_or_none(value: Any) -> datetime | None:
-            return None if value is None else parse_ts(value)
-
         highest = data["highest_closed_balance_cents"]
         return cls(
             day=date.fromisoformat(str(data["day"])),
             day_end=parse_ts(data["day_end"]),
-            day_start_realized_cents=_integer(data["day_start_realized_cents"]),
-            day_anchor_cents=_integer(data["day_anchor_cents"]),
+            day_start_realized_cents=stored_int(data["day_start_realized_cents"]),
+            day_anchor_cents=stored_int(data["day_anchor_cents"]),
             day_traded=bool(data["day_traded"]),
-            trading_days=_integer(data["trading_days"]),
-            winning_days=_integer(data["winning_days"]),
+            trading_days=stored_int(data["trading_days"]),
+            winning_days=stored_int(data["winning_days"]),
             best_day=day_or_none(data["best_day"]),
-            best_day_pnl_cents=_integer(data["best_day_pnl_cents"]),
-            highest_closed_balance_cents=None if highest is None else _integer(highest),
+            best_day_pnl_cents=stored_int(data["best_day_pnl_cents"]),
+            highest_closed_balance_cents=None if highest is None else stored_int(highest),
             highest_closed_day=day_or_none(data["highest_closed_day"]),
-            locked_until=ts_or_none(data["locked_until"]),
+            locked_until=parse_ts_or_none(data["locked_until"]),
             daily_breached=bool(data["daily_breached"]),
-            last_payout_requested_at=ts_or_none(data["last_payout_requested_at"]),
+            last_payout_requested_at=parse_ts_or_none(data["last_payout_requested_at"]),
         )
 
 
-def _integer(value: Any) -> int:
+def stored_int(value: Any) -> int:
+    """An integer of a stored value (a bool or anything else is refused: ValueError, which the
+    account's `from_dict` reports as CorruptState)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected an integer, got {value!r}")
     return value

@@ -21,16 +21,6 @@ __all__ = ["risk_view"]
 def risk_view(state: AccountState, at: datetime) -> dict[str, Any]:
     """The view of `state` as of `at`."""
     now = state.as_of(at)
-    book = now.book
-    day: dict[str, Any] | None = None
-    if book is not None:
-        day = {
-            "day": book.day.isoformat(),
-            "resets_at": format_ts(book.day_end),
-            "day_anchor": format_cents(book.day_anchor_cents),
-            "day_pnl": format_cents(book.day_pnl_cents(now.realized_pnl_cents)),
-            "locked_until": None if book.locked_until is None else format_ts(book.locked_until),
-        }
     return {
         "account_id": now.account_id,
         "user_id": now.user_id,
@@ -47,7 +37,7 @@ def risk_view(state: AccountState, at: datetime) -> dict[str, Any]:
         "withdrawable_amount": format_cents(now.withdrawable_cents),
         "positions": [p.to_wire() for p in now.positions.values()],
         "rules": {rule: reading.to_wire() for rule, reading in now.readings().items()},
-        "trading_day": day,
+        "trading_day": now.day_wire().get("trading_day"),
         "updated_at": format_ts(now.updated_at),
         "as_of": format_ts(at),
     }

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from domain.daybook import DayBook, PackTerms, rolled
+from domain.daybook import DayBook, PackTerms, rolled, stored_int
 from domain.money import format_cents, format_decimal, split_round_down
 from domain.rulepacks import (
     DAILY_LOSS,
@@ -35,7 +35,7 @@ from domain.rules import (
     risk_per_trade,
 )
 from domain.tiers import Tier, stored_tier
-from domain.timestamps import format_ts, parse_ts
+from domain.timestamps import format_ts, format_ts_or_none, parse_ts
 from domain.withdrawals import IN_FLIGHT, PENDING, Withdrawal
 
 __all__ = [
@@ -104,20 +104,10 @@ class Position:
             side=str(data["side"]),
             quantity=Decimal(data["quantity"]),
             price=Decimal(data["price"]),
-            notional_cents=_integer(data["notional_cents"]),
-            unrealized_pnl_cents=_integer(data["unrealized_pnl_cents"]),
+            notional_cents=stored_int(data["notional_cents"]),
+            unrealized_pnl_cents=stored_int(data["unrealized_pnl_cents"]),
             opened_at=parse_ts(data["opened_at"]),
         )
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CorruptState(f"expected an integer, got {value!r}")
-    return value
-
-
-def _optional_ts(moment: datetime | None) -> str | None:
-    return None if moment is None else format_ts(moment)
 
 
 def _settled_order(w: Withdrawal) -> tuple[datetime, datetime, str]:
@@ -352,7 +342,7 @@ class AccountState:
             "status": self.status,
             "tier_id": self.tier.tier_id,
             "activated_at": format_ts(self.activated_at),
-            "closed_at": _optional_ts(self.closed_at),
+            "closed_at": format_ts_or_none(self.closed_at),
             "closure_reason": self.closure_reason,
             "starting_balance": format_cents(self.starting_balance_cents),
             "current_balance": format_cents(self.current_balance_cents),
@@ -391,7 +381,7 @@ class AccountState:
                 "resets_at": format_ts(book.day_end),
                 "day_anchor": format_cents(book.day_anchor_cents),
                 "day_pnl": format_cents(book.day_pnl_cents(self.realized_pnl_cents)),
-                "locked_until": _optional_ts(book.locked_until),
+                "locked_until": format_ts_or_none(book.locked_until),
             }
         }
 
@@ -416,7 +406,7 @@ class AccountState:
             "tier": self.tier.wire,
             "status": self.status,
             "activated_at": format_ts(self.activated_at),
-            "closed_at": _optional_ts(self.closed_at),
+            "closed_at": format_ts_or_none(self.closed_at),
             "closure_reason": self.closure_reason,
             "starting_balance_cents": self.starting_balance_cents,
             "realized_pnl_cents": self.realized_pnl_cents,
@@ -471,16 +461,16 @@ class AccountState:
             activated_at=parse_ts(data["activated_at"]),
             closed_at=None if closed_at is None else parse_ts(closed_at),
             closure_reason=data.get("closure_reason"),
-            starting_balance_cents=_integer(data["starting_balance_cents"]),
-            realized_pnl_cents=_integer(data["realized_pnl_cents"]),
-            peak_balance_cents=_integer(data["peak_balance_cents"]),
+            starting_balance_cents=stored_int(data["starting_balance_cents"]),
+            realized_pnl_cents=stored_int(data["realized_pnl_cents"]),
+            peak_balance_cents=stored_int(data["peak_balance_cents"]),
             positions={p.position_id: p for p in positions},
-            closed_positions_count=_integer(data["closed_positions_count"]),
-            total_withdrawals_cents=_integer(data["total_withdrawals_cents"]),
+            closed_positions_count=stored_int(data["closed_positions_count"]),
+            total_withdrawals_cents=stored_int(data["total_withdrawals_cents"]),
             withdrawals={w.withdrawal_id: w for w in withdrawals},
             rule_status=rule_status,
             recent_ids=recent,
-            version=_integer(data["version"]),
+            version=stored_int(data["version"]),
             updated_at=parse_ts(data["updated_at"]),
             book=None if data.get("book") is None else DayBook.from_dict(data["book"]),
         )

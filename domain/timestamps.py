@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-__all__ = ["InvalidTimestamp", "format_ts", "parse_ts"]
+__all__ = ["InvalidTimestamp", "format_ts", "format_ts_or_none", "parse_ts", "parse_ts_or_none"]
 
 # RFC 3339 date-time: a full date, `T`, a full time with optional fraction, and a zone.
 # `datetime.fromisoformat` alone is too lenient (it takes naive and date-only values).
@@ -58,3 +58,13 @@ def format_ts(moment: datetime) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}"
     return text + "Z"
+
+
+def format_ts_or_none(moment: datetime | None) -> str | None:
+    """`format_ts`, with None for no instant."""
+    return None if moment is None else format_ts(moment)
+
+
+def parse_ts_or_none(value: object) -> datetime | None:
+    """`parse_ts`, with None for a null."""
+    return None if value is None else parse_ts(value)

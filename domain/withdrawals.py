@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.money import format_cents
-from domain.timestamps import format_ts, parse_ts
+from domain.timestamps import format_ts, format_ts_or_none, parse_ts, parse_ts_or_none
 
 __all__ = [
     "APPROVED",
@@ -71,14 +71,6 @@ class IllegalTransition(ValueError):
         super().__init__(self.reason)
 
 
-def _ts(moment: datetime | None) -> str | None:
-    return None if moment is None else format_ts(moment)
-
-
-def _parse_optional_ts(value: Any) -> datetime | None:
-    return None if value is None else parse_ts(value)
-
-
 @dataclass(frozen=True)
 class Withdrawal:
     withdrawal_id: str
@@ -126,13 +118,13 @@ class Withdrawal:
             "status": self.status,
             "requires_review": self.requires_review,
             "requested_at": format_ts(self.requested_at),
-            "approved_at": _ts(self.approved_at),
+            "approved_at": format_ts_or_none(self.approved_at),
             "approved_by": self.approved_by,
-            "completed_at": _ts(self.completed_at),
-            "rejected_at": _ts(self.rejected_at),
+            "completed_at": format_ts_or_none(self.completed_at),
+            "rejected_at": format_ts_or_none(self.rejected_at),
             "rejection_reason": self.rejection_reason,
             "stripe_payout_id": self.stripe_payout_id,
-            "estimated_completion_at": _ts(self.estimated_completion_at),
+            "estimated_completion_at": format_ts_or_none(self.estimated_completion_at),
             "reversed_total": format_cents(self.reversed_cents),
         }
 
@@ -147,10 +139,10 @@ class Withdrawal:
             "payment_method": self.payment_method,
             "destination": self.destination,
             "requested_at": format_ts(self.requested_at),
-            "approved_at": _ts(self.approved_at),
+            "approved_at": format_ts_or_none(self.approved_at),
             "approved_by": self.approved_by,
-            "completed_at": _ts(self.completed_at),
-            "rejected_at": _ts(self.rejected_at),
+            "completed_at": format_ts_or_none(self.completed_at),
+            "rejected_at": format_ts_or_none(self.rejected_at),
             "rejection_reason": self.rejection_reason,
             "stripe_payout_id": self.stripe_payout_id,
             "reversed_cents": self.reversed_cents,
@@ -171,10 +163,10 @@ class Withdrawal:
             payment_method=str(data["payment_method"]),
             destination=str(data["destination"]),
             requested_at=parse_ts(data["requested_at"]),
-            approved_at=_parse_optional_ts(data.get("approved_at")),
+            approved_at=parse_ts_or_none(data.get("approved_at")),
             approved_by=data.get("approved_by"),
-            completed_at=_parse_optional_ts(data.get("completed_at")),
-            rejected_at=_parse_optional_ts(data.get("rejected_at")),
+            completed_at=parse_ts_or_none(data.get("completed_at")),
+            rejected_at=parse_ts_or_none(data.get("rejected_at")),
             rejection_reason=data.get("rejection_reason"),
             stripe_payout_id=data.get("stripe_payout_id"),
             reversed_cents=_int(data.get("reversed_cents", 0)),
