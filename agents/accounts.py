@@ -375,7 +375,8 @@ class AccountProcessor:
         the answers to the requests waiting on its inputs."""
         state = account.state
         if state is not None and account.dirty:
-            self.table[account.account_id] = dump(state, account.outbox, account.offsets)
+            stored = dump(state, account.outbox, account.offsets)
+            self.table[account.account_id] = stored
             key = account.account_id.encode()
             for req in payout_requests(state, account.facts):
                 await send_durable(self.ff.topic(PAYOUT_REQUESTS), key=key, value=dumps(req))
@@ -385,8 +386,8 @@ class AccountProcessor:
             snap = snapshot(state, withdrawal_ids_in(account.facts), account.archived)
             await send_durable(self.ff.topic(ACCOUNT_SNAPSHOTS), key=key, value=dumps(snap))
             if self.risk is not None:
-                view = risk_view(state, datetime.now(UTC))
-                self.risk.offer(account.account_id, state.version, dumps(view))
+                # The view is built by the publisher, and only if someone streams the account.
+                self.risk.offer(account.account_id, state.version, stored["state"])
         for event_id, outcome in account.answers:
             self.resolve(event_id, outcome)
         if state is not None:
@@ -518,10 +519,16 @@ async def run_batches(
             await inputs.ack(event)
 
 
+def stored_view(stored_state: dict[str, Any]) -> bytes:
+    """The risk view's JSON of an account's stored state, as of now (the live feed's publisher
+    calls this for the accounts someone streams)."""
+    return dumps(risk_view(AccountState.from_dict(stored_state), datetime.now(UTC)))
+
+
 def register(ff: FundedFlow) -> None:
     if ff.settings.risk_feed:
         publisher = ff.extras["risk_publisher"] = RiskPublisher(
-            ff.settings.redis_url, ff.settings.topic_prefix
+            ff.settings.redis_url, stored_view, ff.settings.topic_prefix
         )
 
         @ff.app.task  # type: ignore[untyped-decorator]

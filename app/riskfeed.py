@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,38 +60,79 @@ class FeedMessage:
             return None
 
 
-class RiskPublisher:
-    """The owner's side: the latest view per account, sent by a background task in one
-    pipeline per wake-up; `offer` never waits, so the account agent never does."""
+# A view is built only for an account some worker streams: one `PUBSUB NUMSUB` per wake-up asks
+# Redis which of the pending accounts' channels have a subscriber (in chunks of this many).
+NUMSUB_CHUNK = 1000
 
-    def __init__(self, redis_url: str, prefix: str = "") -> None:
+
+class RiskPublisher:
+    """The owner's side: the latest stored value per account, turned into a view and sent by a
+    background task in one pipeline per wake-up; `offer` never waits and builds nothing, so the
+    account agent pays only a dictionary write per account and batch.
+
+    A view is built only for accounts whose channel has a subscriber when the task wakes. A
+    stream that subscribes later reads the owner's view once its subscription is confirmed
+    (`Listener.subscribed`), which is after this account's value was stored, so it misses
+    nothing."""
+
+    def __init__(self, redis_url: str, build: Callable[[Any], bytes], prefix: str = "") -> None:
         self._redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=PUBLISH_TIMEOUT_SECONDS, socket_connect_timeout=0.5
         )
+        self._build = build
         self._prefix = prefix
-        self._pending: dict[str, bytes] = {}
+        self._pending: dict[str, tuple[int, Any]] = {}
         self._wake = asyncio.Event()
         self.published = 0
         self.coalesced = 0
+        self.unwatched = 0
         self.dropped = 0
         self.failures = 0
 
-    def offer(self, account_id: str, version: int, view_json: bytes) -> None:
+    def offer(self, account_id: str, version: int, stored: Any) -> None:
+        """Queue `stored` (what `build` turns into the view JSON) as the account's latest."""
         if account_id in self._pending:
             self.coalesced += 1
-        self._pending[account_id] = envelope(version, view_json)
+        self._pending[account_id] = (version, stored)
         self._wake.set()
+
+    async def _watched(self, account_ids: list[str]) -> list[str]:
+        watched: list[str] = []
+        for start in range(0, len(account_ids), NUMSUB_CHUNK):
+            chunk = account_ids[start : start + NUMSUB_CHUNK]
+            counts = await asyncio.wait_for(
+                self._redis.pubsub_numsub(*(channel(self._prefix, a) for a in chunk)),
+                PUBLISH_TIMEOUT_SECONDS,
+            )
+            watched += [a for a, (_, n) in zip(chunk, counts, strict=True) if int(n) > 0]
+        return watched
 
     async def publish_pending(self) -> None:
         batch, self._pending = self._pending, {}
         if not batch:
             return
         try:
+            watched = await self._watched(list(batch))
+            self.unwatched += len(batch) - len(watched)
+            if not watched:
+                return
             pipe = self._redis.pipeline(transaction=False)
-            for account_id, message in batch.items():
-                pipe.publish(channel(self._prefix, account_id), message)
-            await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_SECONDS)
-            self.published += len(batch)
+            sent = 0
+            for account_id in watched:
+                version, stored = batch[account_id]
+                try:
+                    view = self._build(stored)
+                except Exception:
+                    # A view that cannot be built is a bug to see, never a reason to stop the
+                    # feed for the other accounts.
+                    self.dropped += 1
+                    log.exception("risk feed: the view of %s could not be built", account_id)
+                    continue
+                pipe.publish(channel(self._prefix, account_id), envelope(version, view))
+                sent += 1
+            if sent:
+                await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_SECONDS)
+            self.published += sent
         except (RedisError, OSError, TimeoutError) as exc:
             # Streams poll the owner while Redis is away; nothing here is the record.
             self.failures += 1
@@ -156,7 +198,9 @@ class RiskHub:
         self.reconnects = 0
         # Set when the worker stops: open streams end instead of holding the web server.
         self.closing = False
-        # Accounts whose channel is subscribed on the current connection.
+        # Accounts whose channel was asked for on the current connection, and those whose
+        # subscription Redis has confirmed (from then on it delivers their messages).
+        self._requested: set[str] = set()
         self._subscribed: set[str] = set()
 
     @property
@@ -188,9 +232,26 @@ class RiskHub:
             for listener in group:
                 listener.feed_changed(up)
 
-    def _dispatch(self, ch: bytes | str, data: bytes) -> None:
+    def _account_of(self, ch: bytes | str) -> str:
         name = ch.decode() if isinstance(ch, bytes) else ch
-        account_id = name[len(channel(self._prefix, "")) :]
+        return name[len(channel(self._prefix, "")) :]
+
+    def _confirmed(self, msg: dict[str, Any]) -> None:
+        """A subscribe or unsubscribe confirmation: a stream's catch-up read of the owner waits
+        for the first, so whatever the owner stored before it is read, and what it publishes
+        after it is delivered here."""
+        account_id = self._account_of(msg["channel"])
+        if msg["type"] == "unsubscribe":
+            self._subscribed.discard(account_id)
+            return
+        if account_id not in self._requested:
+            return
+        self._subscribed.add(account_id)
+        for listener in self._listeners.get(account_id, ()):
+            listener.mark_subscribed()
+
+    def _dispatch(self, ch: bytes | str, data: bytes) -> None:
+        account_id = self._account_of(ch)
         message = FeedMessage.parse(data)
         if message is None:
             return
@@ -220,6 +281,7 @@ class RiskHub:
     async def _follow(self) -> None:
         while True:
             pubsub = self._redis.pubsub()
+            self._requested = set()
             self._subscribed = set()
             try:
                 # A channel of its own keeps the connection subscribed with no listener yet.
@@ -229,10 +291,15 @@ class RiskHub:
                     if self._changed.is_set():
                         self._changed.clear()
                         await self._resubscribe(pubsub)
-                        self._set_up(True)  # only once every wanted channel is subscribed
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-                    if msg is not None and msg.get("type") == "message":
+                        self._set_up(True)
+                    msg = await pubsub.get_message(timeout=0.2)
+                    if msg is None:
+                        continue
+                    kind = msg.get("type")
+                    if kind == "message":
                         self._dispatch(msg["channel"], msg["data"])
+                    elif kind in ("subscribe", "unsubscribe"):
+                        self._confirmed(msg)
             except (RedisError, OSError) as exc:
                 if self.up:
                     log.warning("risk feed: Redis lost (%s); streams poll their owners", exc)
@@ -248,16 +315,13 @@ class RiskHub:
 
     async def _resubscribe(self, pubsub: Any) -> None:
         wanted = set(self._listeners)
-        new = wanted - self._subscribed
-        old = self._subscribed - wanted
+        new = wanted - self._requested
+        old = self._requested - wanted
         if new:
             await pubsub.subscribe(*(channel(self._prefix, a) for a in new))
         if old:
             await pubsub.unsubscribe(*(channel(self._prefix, a) for a in old))
-        self._subscribed = wanted
-        for account_id in new:
-            for listener in self._listeners.get(account_id, ()):
-                listener.mark_subscribed()
+        self._requested = wanted
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -142,11 +143,128 @@ async def test_trader_and_admin_pages_in_chromium(
                     f"{pending} .result[data-status='completed']", timeout=25_000
                 )
                 await admin.screenshot(path=str(tmp_path / "admin-approved.png"), full_page=True)
+
+                # Another large one, rejected from the page: not without a reason.
+                other = await http.post(
+                    1,
+                    f"/funded-accounts/{acct}/withdraw",
+                    {
+                        "amount": "1200.00",
+                        "payment_method": "stripe_connect",
+                        "destination": "acct_1Browser",
+                    },
+                    owner,
+                )
+                assert other.status == 201 and other.body["withdrawal"]["status"] == "pending"
+                rid = other.body["withdrawal"]["id"]
+                await admin.click("#refresh")
+                rejecting = f"article[data-withdrawal='{rid}']"
+                await admin.wait_for_selector(rejecting, timeout=20_000)
+                await admin.click(f"{rejecting} form.reject button[type=submit]")
+                await asyncio.sleep(0.5)  # an empty reason is stopped by the form itself
+                assert await admin.get_attribute(f"{rejecting} .result", "data-status") is None
+                still = await http.get(0, f"/funded-accounts/{acct}/withdrawals", owner)
+                assert {w["id"]: w["status"] for w in still.body["withdrawals"]}[rid] == "pending"
+                await admin.fill(f"{rejecting} form.reject input[name=reason]", "  ")
+                await admin.click(f"{rejecting} form.reject button[type=submit]")
+                await admin.wait_for_selector(
+                    f"{rejecting} .result[data-status='invalid_reason']", timeout=10_000
+                )  # white space only: refused by the server, and the buttons work again
+                await admin.fill(
+                    f"{rejecting} form.reject input[name=reason]", "payout details unverified"
+                )
+                await admin.click(f"{rejecting} form.reject button[type=submit]")
+                await admin.wait_for_selector(
+                    f"{rejecting} .result[data-status='rejected']", timeout=25_000
+                )
+                await admin.screenshot(path=str(tmp_path / "admin-rejected.png"), full_page=True)
             finally:
                 await browser.close()
         answer = await http.get(0, f"/funded-accounts/{acct}/withdrawals", owner)
         statuses = {w["id"]: w["status"] for w in answer.body["withdrawals"]}
-        assert statuses[wid] == "completed"
-        assert sorted(statuses.values()) == ["completed", "completed"]
-    for name in ("trader.png", "trader-withdrawn.png", "admin.png", "admin-approved.png"):
+        assert statuses[wid] == "completed" and statuses[rid] == "rejected"
+        assert sorted(statuses.values()) == ["completed", "completed", "rejected"]
+        rejected = next(w for w in answer.body["withdrawals"] if w["id"] == rid)
+        assert rejected["rejection_reason"] == "payout details unverified"
+    shots = ("trader.png", "trader-withdrawn.png", "admin.png", "admin-approved.png")
+    for name in (*shots, "admin-rejected.png"):
         assert (tmp_path / name).stat().st_size > 1000
+
+
+LOCK_TIER = "funded-50k-eod-trailing-soft-daily-chicago"  # soft daily loss 1,000.00 at 17:00
+LOCKED_TRADER = "usr_browser_lock"
+
+
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_the_trader_page_shows_the_day_countdown_and_the_soft_lock(
+    workers: tuple[str, list[Worker]], kafka: Kafka, tmp_path: Path
+) -> None:
+    """A rule-pack account traded now: the page counts down to the day's reset every second,
+    and a daily loss past its amount shows the lock (new positions refused until the reset)
+    within a second of the trade's publish, the account still active."""
+    from playwright.async_api import async_playwright
+
+    executable = chromium()
+    _, ws = workers
+    async with Http(ws) as http:
+        await http.wait_healthy()
+        asm = s.uid("asm")
+        started = datetime.now(UTC) - timedelta(minutes=1)
+        activation = {**s.assessment(asm, LOCKED_TRADER, LOCK_TIER), "completed_at": _iso(started)}
+        await kafka.send("assessment.completed", asm, activation)
+        acct = s.account_of(asm)
+        owner = auth(LOCKED_TRADER)
+        first = await http.account_when(0, acct, owner, lambda a: True, timeout=90)
+        resets_at = datetime.fromisoformat(first["trading_day"]["resets_at"])
+        if resets_at - datetime.now(UTC) < timedelta(seconds=90):
+            pytest.skip("within 90 s of the tier's daily reset: the lock would end mid-test")
+        await kafka.send(
+            "trades", acct, {**s.opened(acct, "p-1", "2000.00"), "occurred_at": _iso(s.now())}
+        )
+        await http.account_when(0, acct, owner, lambda a: len(a["positions"]) == 1)
+        for _ in range(100):
+            listed = await http.get(0, "/funded-accounts", owner)
+            if any(x["id"] == acct for x in listed.body["funded_accounts"]):
+                break
+            await asyncio.sleep(0.2)
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=executable, headless=True)
+            try:
+                page = await browser.new_page()
+                await page.goto(http.url(0, "/app/"))
+                await page.fill("#token", token(LOCKED_TRADER))
+                await page.click("#signin button[type=submit]")
+                card = f"article[data-account='{acct}']"
+                day = f"{card} .day"
+                daily = f"{card} .gauge[data-rule='daily_loss']"
+                await page.wait_for_selector(f"{daily}[data-status='safe']", timeout=15_000)
+                await page.wait_for_selector(f"{card} .feed[data-state='live']", timeout=15_000)
+                await page.wait_for_selector(f"{day}[data-locked='false']", timeout=5_000)
+                before = await page.text_content(day)
+                assert before is not None and "resets in" in before, before
+                await asyncio.sleep(1.5)
+                after = await page.text_content(day)
+                assert after != before, (before, after)  # the countdown ticks every second
+
+                sent = time.monotonic()
+                loss = {**s.updated(acct, "p-1", "-1200.00"), "occurred_at": _iso(s.now())}
+                await kafka.send("trades", acct, loss)
+                await page.wait_for_selector(f"{day}[data-locked='true']", timeout=1_000)
+                locked_after = time.monotonic() - sent
+                assert locked_after <= 1.0, locked_after
+                await page.wait_for_selector(f"{daily}[data-status='violation']", timeout=1_000)
+                badge = await page.text_content(f"{card} .acct-status")
+                assert badge == "locked", badge
+                text = await page.text_content(day)
+                assert text is not None and "new positions locked until" in text, text
+                await page.screenshot(path=str(tmp_path / "trader-locked.png"), full_page=True)
+            finally:
+                await browser.close()
+        detail = (await http.get(1, f"/funded-accounts/{acct}", owner)).body
+        assert detail["status"] == "active"
+        assert detail["trading_day"]["locked_until"] == first["trading_day"]["resets_at"]
+    assert (tmp_path / "trader-locked.png").stat().st_size > 1000

@@ -92,11 +92,12 @@ class AccountCard {
 
   tick() {
     const box = this.node.querySelector(".day");
-    if (!this.day) { box.textContent = ""; return; }
+    if (!this.day) { box.textContent = ""; delete box.dataset.locked; return; }
     const d = this.day;
     let text = `Trading day ${d.day} · P&L today ${d.day_pnl} · resets in ${countdown(d.resets_at)}`;
     if (d.locked_until) text += ` · new positions locked until ${when(d.locked_until)}`;
     box.textContent = text;
+    box.dataset.locked = String(Boolean(d.locked_until));
   }
 
   setFeed(state) {
