@@ -519,10 +519,11 @@ async def run_batches(
             await inputs.ack(event)
 
 
-def stored_view(stored_state: dict[str, Any]) -> bytes:
-    """The risk view's JSON of an account's stored state, as of now (the live feed's publisher
-    calls this for the accounts someone streams)."""
-    return dumps(risk_view(AccountState.from_dict(stored_state), datetime.now(UTC)))
+def stored_view(stored_state: dict[str, Any], at: float) -> bytes:
+    """The risk view's JSON of an account's stored state as of `at` (epoch seconds, when it was
+    stored): the live feed's publisher calls this for the accounts someone streams."""
+    as_of = datetime.fromtimestamp(at, UTC)
+    return dumps(risk_view(AccountState.from_dict(stored_state), as_of))
 
 
 def register(ff: FundedFlow) -> None:

@@ -63,6 +63,10 @@ class FeedMessage:
 # A view is built only for an account some worker streams: one `PUBSUB NUMSUB` per wake-up asks
 # Redis which of the pending accounts' channels have a subscriber (in chunks of this many).
 NUMSUB_CHUNK = 1000
+# After a change the publisher waits this long for more before it asks Redis and publishes: one
+# NUMSUB and one pipeline per window, not per account flush (each is a Redis round trip of
+# Python work on the agent's event loop).
+PUBLISH_WINDOW_SECONDS = 0.02
 
 
 class RiskPublisher:
@@ -75,13 +79,20 @@ class RiskPublisher:
     (`Listener.subscribed`), which is after this account's value was stored, so it misses
     nothing."""
 
-    def __init__(self, redis_url: str, build: Callable[[Any], bytes], prefix: str = "") -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        build: Callable[[Any, float], bytes],
+        prefix: str = "",
+        window: float = PUBLISH_WINDOW_SECONDS,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=PUBLISH_TIMEOUT_SECONDS, socket_connect_timeout=0.5
         )
         self._build = build
         self._prefix = prefix
-        self._pending: dict[str, tuple[int, Any]] = {}
+        self._window = window
+        self._pending: dict[str, tuple[int, Any, float]] = {}
         self._wake = asyncio.Event()
         self.published = 0
         self.coalesced = 0
@@ -90,10 +101,12 @@ class RiskPublisher:
         self.failures = 0
 
     def offer(self, account_id: str, version: int, stored: Any) -> None:
-        """Queue `stored` (what `build` turns into the view JSON) as the account's latest."""
+        """Queue `stored` (what `build` turns into the view JSON, with the instant it was
+        stored) as the account's latest. That instant is the view's `as_of` and the message's
+        publish time, so the feed's latency figures count the window too."""
         if account_id in self._pending:
             self.coalesced += 1
-        self._pending[account_id] = (version, stored)
+        self._pending[account_id] = (version, stored, time.time())
         self._wake.set()
 
     async def _watched(self, account_ids: list[str]) -> list[str]:
@@ -119,16 +132,16 @@ class RiskPublisher:
             pipe = self._redis.pipeline(transaction=False)
             sent = 0
             for account_id in watched:
-                version, stored = batch[account_id]
+                version, stored, at = batch[account_id]
                 try:
-                    view = self._build(stored)
+                    view = self._build(stored, at)
                 except Exception:
                     # A view that cannot be built is a bug to see, never a reason to stop the
                     # feed for the other accounts.
                     self.dropped += 1
                     log.exception("risk feed: the view of %s could not be built", account_id)
                     continue
-                pipe.publish(channel(self._prefix, account_id), envelope(version, view))
+                pipe.publish(channel(self._prefix, account_id), envelope(version, view, at))
                 sent += 1
             if sent:
                 await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_SECONDS)
@@ -143,6 +156,7 @@ class RiskPublisher:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(self._window)
             self._wake.clear()
             await self.publish_pending()
 

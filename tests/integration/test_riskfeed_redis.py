@@ -24,7 +24,7 @@ class Builds:
     def __init__(self) -> None:
         self.asked: list[Any] = []
 
-    def __call__(self, stored: Any) -> bytes:
+    def __call__(self, stored: Any, at: float) -> bytes:
         self.asked.append(stored)
         return b'{"stored": "%s"}' % str(stored).encode()
 
@@ -112,7 +112,7 @@ async def test_a_view_that_cannot_be_built_drops_only_itself(
     good, bad = h.join("acc_good"), h.join("acc_bad")
     await asyncio.wait_for(asyncio.gather(good.subscribed.wait(), bad.subscribed.wait()), 5)
 
-    def build(stored: Any) -> bytes:
+    def build(stored: Any, at: float) -> bytes:
         if stored == "corrupt":
             raise ValueError("stored account cannot be read")
         return b"{}"
