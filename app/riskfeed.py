@@ -63,10 +63,11 @@ class FeedMessage:
 # A view is built only for an account some worker streams: one `PUBSUB NUMSUB` per wake-up asks
 # Redis which of the pending accounts' channels have a subscriber (in chunks of this many).
 NUMSUB_CHUNK = 1000
-# After a change the publisher waits this long for more before it asks Redis and publishes: one
-# NUMSUB and one pipeline per window, not per account flush (each is a Redis round trip of
-# Python work on the agent's event loop).
-PUBLISH_WINDOW_SECONDS = 0.02
+# The publisher asks Redis and publishes at most once per this many seconds: one NUMSUB and one
+# pipeline per window, not per account flush (each is a Redis round trip of Python work on the
+# agent's event loop). A change after a quiet spell goes out at once; under a steady flow a
+# change waits at most this long.
+PUBLISH_WINDOW_SECONDS = 0.01
 
 
 class RiskPublisher:
@@ -154,10 +155,14 @@ class RiskPublisher:
             await asyncio.sleep(RECONNECT_SECONDS / 2)
 
     async def run(self) -> None:
+        last = -self._window
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._window)
+            since = time.monotonic() - last
+            if since < self._window:
+                await asyncio.sleep(self._window - since)
             self._wake.clear()
+            last = time.monotonic()
             await self.publish_pending()
 
     async def close(self) -> None:

@@ -653,15 +653,21 @@ class Bench:
         max_eps = two.get("events_per_second")
         rate = max_eps / 2 if max_eps else cfg.fallback_rate
         out: dict[str, Any] = {"streams": cfg.feed_streams, "accounts": len(targets)}
-        rss_before = rss()
         streams = FeedStreams(targets, cfg.feed_streams)
+        rss_deltas: list[float] = []
+
+        async def open_streams() -> None:
+            # A worker that just (re)started is still growing or giving back memory: the RSS
+            # before is taken once it holds still, the RSS after once the streams are open.
+            before = await steady_rss(rss)
+            await streams.open()
+            await asyncio.sleep(2)
+            after = await steady_rss(rss)
+            rss_deltas.append((after - before) / 2**20 * 1000 / cfg.feed_streams)
+
         self.say(f"feed: opening {cfg.feed_streams} streams on the non-owners")
-        await streams.open()
-        await asyncio.sleep(2)
-        rss_with = rss()
-        out["rss_mib_per_1000_streams"] = round(
-            (rss_with - rss_before) / 2**20 * 1000 / cfg.feed_streams, 1
-        )
+        await open_streams()
+        out["rss_mib_per_1000_streams"] = round(rss_deltas[0], 1)
         out["connect_seconds"] = streams.connect_seconds
         self.say(
             f"feed: {rate:.0f} trade events/s for {cfg.feed_seconds:.0f}s with the streams open"
@@ -711,14 +717,14 @@ class Bench:
         runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
         for n, side in enumerate(("with", "without", "without", "with")):
             if side == "with" and streams.open_count() == 0:
-                await streams.open()
-                await asyncio.sleep(2)
+                await open_streams()
             if side == "without" and streams.open_count() > 0:
                 await streams.close()
             assert self.mix is not None
             batch = self.mix.batch(cfg.feed_backlog_events)
             runs[side].append(await self._throughput_run(workers, f"feed-{side}-{n}", batch))
         await streams.close()
+        out["rss_mib_per_1000_streams_each_opening"] = [round(d, 1) for d in rss_deltas]
         for side, done in runs.items():
             out[f"backlog_{side}_streams"] = [r["events_per_second"] for r in done]
             out[f"backlog_cpu_us_per_event_{side}"] = [r["worker_cpu_us_per_event"] for r in done]
@@ -1282,6 +1288,23 @@ def _slope(points: list[tuple[int, int]]) -> float | None:
 
 def _as_of_epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def steady_rss(
+    read: Callable[[], int], tolerance: float = 0.01, every: float = 1.0, limit: float = 30.0
+) -> int:
+    """`read()` once two readings `every` seconds apart differ by at most `tolerance` (or the
+    last reading after `limit` seconds)."""
+    last = read()
+    waited = 0.0
+    while waited < limit:
+        await asyncio.sleep(every)
+        waited += every
+        now = read()
+        if abs(now - last) <= tolerance * max(last, 1):
+            return now
+        last = now
+    return last
 
 
 class FeedStreams:

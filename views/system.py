@@ -149,6 +149,10 @@ def risk_feed_metrics(ctx: WebContext) -> list[str]:
             "# HELP fundedflow_risk_views_published_total Risk views this owner published.",
             "# TYPE fundedflow_risk_views_published_total counter",
             f"fundedflow_risk_views_published_total {publisher.published}",
+            "# HELP fundedflow_risk_views_unwatched_total Changes no worker streamed: no view"
+            " was built.",
+            "# TYPE fundedflow_risk_views_unwatched_total counter",
+            f"fundedflow_risk_views_unwatched_total {publisher.unwatched}",
             "# HELP fundedflow_risk_views_dropped_total Views not published: Redis unreachable.",
             "# TYPE fundedflow_risk_views_dropped_total counter",
             f"fundedflow_risk_views_dropped_total {publisher.dropped}",

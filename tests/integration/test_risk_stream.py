@@ -11,7 +11,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
+from app.riskfeed import channel
 from tests.integration import pair
 from tests.integration import streams as s
 from tests.integration.conftest import Services
@@ -180,3 +182,57 @@ async def test_the_stream_refuses_like_get(http: Http, kafka: Kafka) -> None:
         assert "fundedflow_risk_streams 0" in metrics
         assert "fundedflow_risk_feed_up 1" in metrics
         assert any(line.startswith("fundedflow_risk_events_sent_total ") for line in metrics)
+
+
+async def _owner_counters(http: Http) -> tuple[int, int]:
+    """Views published and changes left unwatched, over both workers."""
+    published = unwatched = 0
+    for w in BOTH:
+        for line in (await http.get(w, "/metrics", OWNER)).body.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "fundedflow_risk_views_published_total":
+                published += int(float(value))
+            elif name == "fundedflow_risk_views_unwatched_total":
+                unwatched += int(float(value))
+    return published, unwatched
+
+
+async def test_changes_nobody_streams_build_no_view(
+    http: Http, kafka: Kafka, services: Services, prefix: str
+) -> None:
+    acct = await new_account(kafka, http)
+    await asyncio.sleep(0.5)  # the publisher's window for the opening has passed
+    published, unwatched = await _owner_counters(http)
+    for n in range(3):
+        pnl = f"-{20 + n}.00"
+        await kafka.send("trades", acct, s.updated(acct, "p-1", pnl, None))
+        await http.account_when(0, acct, OWNER, lambda a, p=pnl: a["unrealized_pnl"] == p)
+    deadline = time.monotonic() + 5
+    while (now := await _owner_counters(http))[1] < unwatched + 3:
+        assert time.monotonic() < deadline, (published, unwatched, now)
+        await asyncio.sleep(0.1)
+    assert now[0] == published  # no stream is open: nothing was built or published
+
+    # Streamed, the same account's next change is published.
+    client = await streams(http, acct, OWNER)[1].start()
+    redis = aioredis.Redis.from_url(services.redis_url)
+    try:
+        await client.wait_for(lambda e: e.type == "risk")
+        # Until Redis counts the stream's subscription, a change reaches it by the stream's
+        # catch-up read of the owner, not by a publish.
+        subscribed_by = time.monotonic() + 10
+        while (await redis.pubsub_numsub(channel(prefix, acct)))[0][1] < 1:
+            assert time.monotonic() < subscribed_by, "the stream's channel was never subscribed"
+            await asyncio.sleep(0.05)
+        await kafka.send("trades", acct, s.updated(acct, "p-1", "-30.00", None))
+        seen = await client.wait_for(
+            lambda e: e.type == "risk" and e.data["unrealized_pnl"] == "-30.00"
+        )
+        assert seen.data["account_id"] == acct
+        deadline = time.monotonic() + 5
+        while (await _owner_counters(http))[0] < published + 1:
+            assert time.monotonic() < deadline, "the streamed change was not published"
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+        await redis.aclose()
