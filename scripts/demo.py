@@ -32,9 +32,15 @@ PACE = float(os.environ.get("DEMO_PACE", "0"))
 
 
 def step(n: int, text: str) -> None:
-    if PACE > 0 and n > 1:
-        time.sleep(PACE)
+    if n > 1:
+        beat()
     print(f"\n== {n}. {text}", flush=True)
+
+
+def beat() -> None:
+    """The pause a person watching the page needs to see one change before the next."""
+    if PACE > 0:
+        time.sleep(PACE)
 
 
 def show(label: str, value: Any) -> None:
@@ -244,6 +250,7 @@ class Demo:
         await self.trade(acct, "position_updated", "p-2", unrealized_pnl="-9000.00")
         a = await self.account(acct, until=lambda a: a["rules"]["drawdown"]["status"] != "safe")
         self.balances(a)
+        beat()  # the warning stays on the page for a moment before the breach
         await self.trade(acct, "position_updated", "p-2", unrealized_pnl="-11000.00")
         a = await self.account(acct, until=lambda a: a["status"] == "closed")
         self.balances(a)
