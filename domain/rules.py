@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from domain.money import format_ratio
@@ -25,8 +26,11 @@ __all__ = [
     "WARNING",
     "RuleReading",
     "band",
+    "band_of",
     "drawdown",
+    "drawdown_band",
     "risk_per_trade",
+    "risk_per_trade_band",
 ]
 
 DRAWDOWN = "drawdown"
@@ -58,6 +62,46 @@ def band(value: Fraction | None, threshold: Decimal) -> str:
     if ratio <= _VIOLATION_ABOVE:
         return DANGER
     return VIOLATION
+
+
+@lru_cache(maxsize=256)
+def _ratio_of(threshold: Decimal) -> tuple[int, int]:
+    """`threshold` as an exact integer ratio (a tier has a handful of thresholds)."""
+    return threshold.as_integer_ratio()
+
+
+def band_of(numerator: int, denominator: int, threshold: Decimal) -> str:
+    """`band(Fraction(numerator, denominator), threshold)` in integers alone (the per-event
+    path: no rational is built). With ratio = n / d / (p / q) and d, p > 0, `ratio < 8/10` is
+    `10 n q < 8 d p`, and likewise for 9/10 and 1."""
+    p, q = _ratio_of(threshold)
+    if denominator <= 0 or p <= 0:
+        return band(Fraction(numerator, denominator), threshold)
+    scaled = 10 * numerator * q
+    unit = denominator * p
+    if scaled < 8 * unit:
+        return SAFE
+    if scaled < 9 * unit:
+        return WARNING
+    if scaled <= 10 * unit:
+        return DANGER
+    return VIOLATION
+
+
+def drawdown_band(peak_balance_cents: int, current_balance_cents: int, limit: Decimal) -> str:
+    """`band(drawdown(peak, current), limit)` without rationals."""
+    return band_of(peak_balance_cents - current_balance_cents, peak_balance_cents, limit)
+
+
+def risk_per_trade_band(
+    max_notional_cents: int | None, current_balance_cents: int, limit: Decimal
+) -> str:
+    """`band(risk_per_trade(max notional, current), limit)` without rationals."""
+    if max_notional_cents is None:
+        return band_of(0, 1, limit)
+    if current_balance_cents <= 0:
+        return VIOLATION
+    return band_of(max_notional_cents, current_balance_cents, limit)
 
 
 def drawdown(peak_balance_cents: int, current_balance_cents: int) -> Fraction:

@@ -30,9 +30,8 @@ from domain.rules import (
     RULES,
     SAFE,
     STATUSES,
-    band,
-    drawdown,
-    risk_per_trade,
+    drawdown_band,
+    risk_per_trade_band,
 )
 from domain.tiers import Tier, stored_tier
 from domain.timestamps import format_ts, format_ts_or_none, parse_ts
@@ -228,9 +227,9 @@ class AccountState:
         if terms is None:
             assert self.tier.max_drawdown is not None and self.tier.max_risk_per_trade is not None
             return {
-                DRAWDOWN: band(drawdown(self.peak_balance_cents, equity), self.tier.max_drawdown),
-                RISK_PER_TRADE: band(
-                    risk_per_trade(self.max_notional_cents, equity), self.tier.max_risk_per_trade
+                DRAWDOWN: drawdown_band(self.peak_balance_cents, equity, self.tier.max_drawdown),
+                RISK_PER_TRADE: risk_per_trade_band(
+                    self.max_notional_cents, equity, self.tier.max_risk_per_trade
                 ),
             }
         statuses: dict[str, str] = {}
@@ -244,7 +243,7 @@ class AccountState:
             else:
                 risk = terms.pack.risk_per_trade
                 assert risk is not None
-                statuses[rule] = band(risk_per_trade(self.max_notional_cents, equity), risk.limit)
+                statuses[rule] = risk_per_trade_band(self.max_notional_cents, equity, risk.limit)
         return statuses
 
     def floor_cents(self, rule: str) -> int:

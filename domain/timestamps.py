@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 __all__ = ["InvalidTimestamp", "format_ts", "format_ts_or_none", "parse_ts", "parse_ts_or_none"]
 
@@ -29,6 +30,13 @@ def parse_ts(value: object) -> datetime:
     """
     if not isinstance(value, str):
         raise InvalidTimestamp(f"timestamp must be an RFC 3339 string, got {type(value).__name__}")
+    return _parse(value)
+
+
+# A stored account names the same instants on every load (activation, positions, withdrawals):
+# parsed once, shared (a datetime is immutable). Refusals are raised, never cached.
+@lru_cache(maxsize=8192)
+def _parse(value: str) -> datetime:
     match = _RFC3339_RE.fullmatch(value)
     if match is None:
         raise InvalidTimestamp(f"not an RFC 3339 timestamp with a zone: {value[:40]!r}")
@@ -50,14 +58,9 @@ def format_ts(moment: datetime) -> str:
     """`2026-11-23T10:00:00Z`; microseconds appear only when non-zero (`...10:00:00.250000Z`)."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("refusing to format a naive datetime")
-    utc = moment.astimezone(UTC)
-    text = (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
-        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
-    )
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}"
-    return text + "Z"
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # isoformat: a 4-digit year, microseconds only when non-zero, then "+00:00".
+    return utc.isoformat()[:-6] + "Z"
 
 
 def format_ts_or_none(moment: datetime | None) -> str | None:

@@ -1,8 +1,10 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.events import (
     ActivateAccount,
@@ -311,3 +313,31 @@ def test_invalid_commands(obj: object, reason: str) -> None:
         parse_command(obj)
     assert caught.value.reason.startswith(reason), caught.value.reason
     assert caught.value.code == reason.split(":")[0]
+
+
+def _format_ts_by_fields(moment: datetime) -> str:
+    """The writing of CONTRACT section 2 spelled out field by field (the oracle)."""
+    utc = moment.astimezone(UTC)
+    text = (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    )
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}"
+    return text + "Z"
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+        ),
+    )
+)
+def test_timestamps_are_written_field_by_field_and_read_back(moment: datetime) -> None:
+    text = format_ts(moment)
+    assert text == _format_ts_by_fields(moment)
+    assert parse_ts(text) == moment
+    assert parse_ts(text) is parse_ts(text)  # a stored instant is parsed once

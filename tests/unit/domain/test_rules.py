@@ -4,8 +4,22 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from domain.rules import DANGER, SAFE, VIOLATION, WARNING, RuleReading, band, risk_per_trade
+from domain.rules import (
+    DANGER,
+    SAFE,
+    VIOLATION,
+    WARNING,
+    RuleReading,
+    band,
+    band_of,
+    drawdown,
+    drawdown_band,
+    risk_per_trade,
+    risk_per_trade_band,
+)
 from tests.unit.domain.story import Story, cents, tier, types
 
 # funded-100k: start 100,000.00, drawdown 0.10, risk per trade 0.05.
@@ -212,3 +226,47 @@ def test_lenient_thresholds_of_other_tiers_apply() -> None:
     story.update("p-1", "-12000.00")  # 0.12 / 0.15 = 0.8
     assert story.state.readings()["drawdown"].status == WARNING
     assert cents("1.00") == 100
+
+
+# --- the integer bands of the per-event path ----------------------------------------------------
+
+
+_CENTS = st.integers(min_value=-(10**15), max_value=10**15)
+_THRESHOLDS = st.decimals(
+    min_value=Decimal("0.0001"), max_value=Decimal("5"), places=4, allow_nan=False
+)
+
+
+@given(_CENTS, st.integers(min_value=1, max_value=10**15), _THRESHOLDS)
+def test_the_integer_band_is_the_exact_band(num: int, den: int, threshold: Decimal) -> None:
+    assert band_of(num, den, threshold) == band(Fraction(num, den), threshold)
+
+
+@given(st.integers(min_value=1, max_value=10**13), st.data(), _THRESHOLDS)
+def test_the_integer_band_at_each_boundary(den: int, data: st.DataObject, t: Decimal) -> None:
+    # Values exactly at 0.8, 0.9 and 1 of the threshold, and one unit of n/(den*p*10) around.
+    p, q = t.as_integer_ratio()
+    for tenths in (8, 9, 10):
+        at = Fraction(tenths * p, 10 * q)  # the value at that share of the threshold
+        for num, d in ((at.numerator * den, at.denominator * den),):
+            for delta in (-1, 0, 1):
+                assert band_of(num + delta, d, t) == band(Fraction(num + delta, d), t)
+    shift = data.draw(st.integers(min_value=-3, max_value=3))
+    assert band_of(8 * p * den + shift, 10 * q * den, t) == band(
+        Fraction(8 * p * den + shift, 10 * q * den), t
+    )
+
+
+@given(
+    st.integers(min_value=1, max_value=10**13),
+    _CENTS,
+    st.one_of(st.none(), st.integers(min_value=0, max_value=10**13)),
+    _THRESHOLDS,
+)
+def test_the_rule_bands_without_rationals(
+    peak: int, equity: int, notional: int | None, limit: Decimal
+) -> None:
+    assert drawdown_band(peak, equity, limit) == band(drawdown(peak, equity), limit)
+    assert risk_per_trade_band(notional, equity, limit) == band(
+        risk_per_trade(notional, equity), limit
+    )
