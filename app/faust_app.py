@@ -65,7 +65,7 @@ def create_faust_app(settings: Settings) -> faust.App:
         # thread, so a busy event loop does not get a worker expelled).
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
-        producer_linger_ms=1,
+        producer_linger_ms=settings.producer_linger_ms,
         # The reply topic of agent.ask() is never used; keep Faust from creating it per worker.
         reply_create_topic=False,
     )

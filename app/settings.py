@@ -61,6 +61,9 @@ class Settings:
     redelivery_window_hours: int = 72
     # The account agent's batches: an input and at most this many minus one queued behind it.
     batch_max: int = 500
+    # How long the producer waits to fill a request (Kafka's linger.ms): more records per produce
+    # request under a paced load, at most this much later.
+    producer_linger_ms: int = 1
     data_dir: Path = Path("./var")
     # Prefix for every topic name; empty in production, unique per test run.
     topic_prefix: str = ""
@@ -91,6 +94,9 @@ class Settings:
                 e, "FUNDEDFLOW_REDELIVERY_WINDOW_HOURS", d.redelivery_window_hours
             ),
             batch_max=_int(e, "FUNDEDFLOW_BATCH_MAX", d.batch_max),
+            producer_linger_ms=_int(
+                e, "FUNDEDFLOW_PRODUCER_LINGER_MS", d.producer_linger_ms, minimum=0
+            ),
             data_dir=Path(_opt(e, "DATA_DIR") or str(d.data_dir)),
             topic_prefix=_opt(e, "FUNDEDFLOW_TOPIC_PREFIX") or "",
             db_schema=_opt(e, "FUNDEDFLOW_DB_SCHEMA"),

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,25 @@ async def kafka(services: Services, workers: tuple[str, list[Worker]]) -> AsyncI
         yield k
 
 
+async def listed(http: Http, owner: dict[str, str], acct: str) -> None:
+    """Wait until the account is in the trader's list: it comes from PostgreSQL (the sink)."""
+    for _ in range(100):
+        answer = await http.get(0, "/funded-accounts", owner)
+        if any(x["id"] == acct for x in answer.body["funded_accounts"]):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{acct} never reached the list of accounts")
+
+
+async def signed_in(browser: Any, url: str, user: str, roles: list[str] | None = None) -> Any:
+    """A new page at `url`, signed in with a token of `user` (kept in sessionStorage)."""
+    page = await browser.new_page()
+    await page.goto(url)
+    await page.fill("#token", token(user, roles))
+    await page.click("#signin button[type=submit]")
+    return page
+
+
 async def test_trader_and_admin_pages_in_chromium(
     workers: tuple[str, list[Worker]], kafka: Kafka, tmp_path: Path
 ) -> None:
@@ -71,22 +91,12 @@ async def test_trader_and_admin_pages_in_chromium(
         await http.account_when(0, acct, owner, lambda a: True, timeout=90)
         await kafka.send("trades", acct, s.opened(acct, "p-1", "2000.00"))
         await http.account_when(0, acct, owner, lambda a: len(a["positions"]) == 1)
-        # The list of accounts comes from PostgreSQL: wait until the sink has the account.
-        await http.account_when(0, acct, owner, lambda a: True)  # (detail is read at the owner)
-        for _ in range(100):
-            listed = await http.get(1, "/funded-accounts", owner)
-            if any(x["id"] == acct for x in listed.body["funded_accounts"]):
-                break
-            await asyncio.sleep(0.2)
+        await listed(http, owner, acct)
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=executable, headless=True)
             try:
-                page = await browser.new_page()
-                base = http.url(1, "")
-                await page.goto(base + "/app/")
-                await page.fill("#token", token(TRADER))
-                await page.click("#signin button[type=submit]")
+                page = await signed_in(browser, http.url(1, "/app/"), TRADER)
                 card = f"article[data-account='{acct}']"
                 gauge = f"{card} .gauge[data-rule='drawdown']"
                 await page.wait_for_selector(f"{gauge}[data-status='safe']", timeout=15_000)
@@ -131,10 +141,9 @@ async def test_trader_and_admin_pages_in_chromium(
                 )
                 assert big.status == 201 and big.body["withdrawal"]["status"] == "pending"
                 wid = big.body["withdrawal"]["id"]
-                admin = await browser.new_page()
-                await admin.goto(http.url(0, "/app/admin"))
-                await admin.fill("#token", token("adm_browser", ["admin"]))
-                await admin.click("#signin button[type=submit]")
+                admin = await signed_in(
+                    browser, http.url(0, "/app/admin"), "adm_browser", ["admin"]
+                )
                 pending = f"article[data-withdrawal='{wid}']"
                 await admin.wait_for_selector(pending, timeout=20_000)
                 await admin.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
@@ -225,19 +234,12 @@ async def test_the_trader_page_shows_the_day_countdown_and_the_soft_lock(
             "trades", acct, {**s.opened(acct, "p-1", "2000.00"), "occurred_at": _iso(s.now())}
         )
         await http.account_when(0, acct, owner, lambda a: len(a["positions"]) == 1)
-        for _ in range(100):
-            listed = await http.get(0, "/funded-accounts", owner)
-            if any(x["id"] == acct for x in listed.body["funded_accounts"]):
-                break
-            await asyncio.sleep(0.2)
+        await listed(http, owner, acct)
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=executable, headless=True)
             try:
-                page = await browser.new_page()
-                await page.goto(http.url(0, "/app/"))
-                await page.fill("#token", token(LOCKED_TRADER))
-                await page.click("#signin button[type=submit]")
+                page = await signed_in(browser, http.url(0, "/app/"), LOCKED_TRADER)
                 card = f"article[data-account='{acct}']"
                 day = f"{card} .day"
                 daily = f"{card} .gauge[data-rule='daily_loss']"

@@ -52,6 +52,15 @@ async def numsub(services: Services, name: str) -> int:
         await r.aclose()
 
 
+async def unsubscribed(services: Services, name: str) -> None:
+    """Wait until Redis counts no subscriber of channel `name` (an unsubscribe is asynchronous)."""
+    for _ in range(50):
+        if await numsub(services, name) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} still has a subscriber")
+
+
 async def test_a_listener_is_subscribed_only_once_redis_counts_it(
     services: Services, hub: tuple[RiskHub, str]
 ) -> None:
@@ -64,11 +73,7 @@ async def test_a_listener_is_subscribed_only_once_redis_counts_it(
     assert second.subscribed.is_set()
     h.leave(listener)
     h.leave(second)
-    for _ in range(50):
-        if await numsub(services, channel(prefix, "acc_watched")) == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await numsub(services, channel(prefix, "acc_watched")) == 0
+    await unsubscribed(services, channel(prefix, "acc_watched"))
 
 
 async def test_views_are_built_and_published_only_for_streamed_accounts(
@@ -93,10 +98,7 @@ async def test_views_are_built_and_published_only_for_streamed_accounts(
 
         # Nobody streams either account any more: nothing is built.
         h.leave(listener)
-        for _ in range(50):
-            if await numsub(services, channel(prefix, "acc_watched")) == 0:
-                break
-            await asyncio.sleep(0.05)
+        await unsubscribed(services, channel(prefix, "acc_watched"))
         publisher.offer("acc_watched", 5, "v5")
         await publisher.publish_pending()
         assert builds.asked == ["v4"]
