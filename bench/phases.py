@@ -676,17 +676,10 @@ class Bench:
         producer = AIOKafkaProducer(bootstrap_servers=c.kafka.split(","), acks="all", linger_ms=5)
         await producer.start()
         try:
-            t0 = time.monotonic()
-            sent = 0
-            while time.monotonic() - t0 < cfg.feed_seconds:
-                due = int((time.monotonic() - t0) * rate)
-                for _ in range(due - sent):
-                    acct, event = self.mix.next()
-                    await producer.send(
-                        c.t("trades"), key=acct.encode(), value=json.dumps(event).encode()
-                    )
-                sent = max(sent, due)
-                await asyncio.sleep(0.005)
+            end = time.monotonic() + cfg.feed_seconds
+            await send_paced(
+                producer, c.t("trades"), self.mix, rate, lambda: time.monotonic() >= end
+            )
             await producer.flush()
         finally:
             await producer.stop()
@@ -930,17 +923,7 @@ class Bench:
 
         async def paced_background() -> None:
             assert self.mix is not None
-            t0 = time.monotonic()
-            sent = 0
-            while not stop.is_set() and rate > 0:
-                due = int((time.monotonic() - t0) * rate)
-                for _ in range(due - sent):
-                    acct, event = self.mix.next()
-                    await background.send(
-                        c.t("trades"), key=acct.encode(), value=json.dumps(event).encode()
-                    )
-                sent = max(sent, due)
-                await asyncio.sleep(0.005)
+            await send_paced(background, c.t("trades"), self.mix, rate, stop.is_set)
 
         async def probing() -> None:
             n = 0
@@ -1288,6 +1271,25 @@ def _slope(points: list[tuple[int, int]]) -> float | None:
 
 def _as_of_epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def send_paced(
+    producer: AIOKafkaProducer,
+    topic: str,
+    mix: TradeMix,
+    rate: float,
+    done: Callable[[], bool],
+) -> None:
+    """Send `mix`'s trade events to `topic` at `rate` a second (in 5 ms steps) until `done()`."""
+    t0 = time.monotonic()
+    sent = 0
+    while not done() and rate > 0:
+        due = int((time.monotonic() - t0) * rate)
+        for _ in range(due - sent):
+            acct, event = mix.next()
+            await producer.send(topic, key=acct.encode(), value=json.dumps(event).encode())
+        sent = max(sent, due)
+        await asyncio.sleep(0.005)
 
 
 async def steady_rss(

@@ -66,6 +66,20 @@ async def listed(http: Http, owner: dict[str, str], acct: str) -> None:
     raise AssertionError(f"{acct} never reached the list of accounts")
 
 
+async def pending_withdrawal(
+    http: Http, worker: int, owner: dict[str, str], acct: str, amount: str
+) -> str:
+    """Request a withdrawal over the review limit through `worker`; its id (it waits)."""
+    answer = await http.post(
+        worker,
+        f"/funded-accounts/{acct}/withdraw",
+        {"amount": amount, "payment_method": "stripe_connect", "destination": "acct_1Browser"},
+        owner,
+    )
+    assert answer.status == 201 and answer.body["withdrawal"]["status"] == "pending"
+    return str(answer.body["withdrawal"]["id"])
+
+
 async def signed_in(browser: Any, url: str, user: str, roles: list[str] | None = None) -> Any:
     """A new page at `url`, signed in with a token of `user` (kept in sessionStorage)."""
     page = await browser.new_page()
@@ -129,18 +143,7 @@ async def test_trader_and_admin_pages_in_chromium(
                 await page.screenshot(path=str(tmp_path / "trader-withdrawn.png"), full_page=True)
 
                 # A large one waits for an admin, who approves it from the admin page.
-                big = await http.post(
-                    0,
-                    f"/funded-accounts/{acct}/withdraw",
-                    {
-                        "amount": "1500.00",
-                        "payment_method": "stripe_connect",
-                        "destination": "acct_1Browser",
-                    },
-                    owner,
-                )
-                assert big.status == 201 and big.body["withdrawal"]["status"] == "pending"
-                wid = big.body["withdrawal"]["id"]
+                wid = await pending_withdrawal(http, 0, owner, acct, "1500.00")
                 admin = await signed_in(
                     browser, http.url(0, "/app/admin"), "adm_browser", ["admin"]
                 )
@@ -154,18 +157,7 @@ async def test_trader_and_admin_pages_in_chromium(
                 await admin.screenshot(path=str(tmp_path / "admin-approved.png"), full_page=True)
 
                 # Another large one, rejected from the page: not without a reason.
-                other = await http.post(
-                    1,
-                    f"/funded-accounts/{acct}/withdraw",
-                    {
-                        "amount": "1200.00",
-                        "payment_method": "stripe_connect",
-                        "destination": "acct_1Browser",
-                    },
-                    owner,
-                )
-                assert other.status == 201 and other.body["withdrawal"]["status"] == "pending"
-                rid = other.body["withdrawal"]["id"]
+                rid = await pending_withdrawal(http, 1, owner, acct, "1200.00")
                 await admin.click("#refresh")
                 rejecting = f"article[data-withdrawal='{rid}']"
                 await admin.wait_for_selector(rejecting, timeout=20_000)
